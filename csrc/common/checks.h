@@ -1,0 +1,34 @@
+// Argument checks shared by every op's C++ entry point. Messages name the argument so a user
+// calling torch.ops.dapo_fast.* directly gets the same clarity as the Python front.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+namespace dapo_fast {
+
+inline void check_floating(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating-point tensor, got ",
+              t.scalar_type());
+}
+
+inline void check_dim(const at::Tensor& t, int64_t dim, const char* name) {
+  TORCH_CHECK(t.dim() == dim, name, " must have ", dim, " dimensions, got shape ", t.sizes());
+}
+
+inline void check_same_device(const at::Tensor& a, const char* a_name, const at::Tensor& b, const char* b_name) {
+  TORCH_CHECK(a.device() == b.device(), a_name, " and ", b_name, " must be on the same device, got ", a.device(),
+              " and ", b.device());
+}
+
+inline void check_same_dtype(const at::Tensor& a, const char* a_name, const at::Tensor& b, const char* b_name) {
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), a_name, " and ", b_name, " must have the same dtype, got ",
+              a.scalar_type(), " and ", b.scalar_type());
+}
+
+// True when the tensor is laid out NHWC in memory (and not also plainly contiguous, which
+// happens for C == 1 or H == W == 1). The Python fake impls use the same rule.
+inline bool is_channels_last(const at::Tensor& t) {
+  return t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+}  // namespace dapo_fast

@@ -1,0 +1,339 @@
+// RoIAlign CPU kernels.
+//
+// Each RoI's sampling pattern is computed once as two 1-D tables (rows and columns with their
+// summed bilinear weights, see roi_align_common.h) and reused for every channel.
+// Forward: parallel over (RoI, channel block). Backward: parallel over (image, channel
+// [block]) so each thread owns disjoint gradient cells and adds into them in a fixed RoI order:
+// deterministic, no atomics, and bitwise independent of the thread count.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <type_traits>
+#include <vector>
+
+#include "../common/cpu_vec.h"
+#include "roi_align_checks.h"
+#include "roi_align_common.h"
+
+namespace dapo_fast {
+namespace {
+
+using namespace roi_align_math;
+
+// One axis of one RoI: for output bin p, the pixels [begin[p], begin[p+1]) it reads and the
+// sum over its grid samples of their bilinear weights.
+template <typename T>
+struct AxisTable {
+  std::vector<int> begin;
+  std::vector<int> index;
+  std::vector<T> weight;
+
+  void build(T start, T bin, int grid, int pooled, int size) {
+    begin.assign(pooled + 1, 0);
+    index.clear();
+    weight.clear();
+    for (int p = 0; p < pooled; ++p) {
+      const int first = static_cast<int>(index.size());
+      begin[p] = first;
+      for (int i = 0; i < grid; ++i) {
+        const AxisTaps<T> t = axis_taps(sample_coord(start, bin, p, i, grid), size);
+        if (!t.valid) continue;
+        add(t.low, t.w_low, first);
+        add(t.high, t.w_high, first);
+      }
+    }
+    begin[pooled] = static_cast<int>(index.size());
+  }
+
+ private:
+  // Sample coordinates grow with i, so a pixel already in this bin is one of its last two entries.
+  void add(int idx, T w, int first) {
+    const int n = static_cast<int>(index.size());
+    for (int j = n - 1; j >= first && j >= n - 2; --j) {
+      if (index[j] == idx) {
+        weight[j] += w;
+        return;
+      }
+    }
+    index.push_back(idx);
+    weight.push_back(w);
+  }
+};
+
+template <typename T>
+struct RoiTables {
+  int batch = 0;
+  T inv_count = 0;
+  AxisTable<T> rows;
+  AxisTable<T> cols;
+
+  template <typename scalar_t>
+  void build(const scalar_t* roi, T spatial_scale, int pooled_h, int pooled_w, int sampling_ratio, bool aligned,
+             int height, int width) {
+    T r[5];
+    for (int i = 0; i < 5; ++i) r[i] = static_cast<T>(roi[i]);
+    const RoiGeometry<T> g = roi_geometry(r, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned);
+    batch = g.batch;
+    inv_count = g.inv_count;
+    rows.build(g.start_h, g.bin_h, g.grid_h, pooled_h, height);
+    cols.build(g.start_w, g.bin_w, g.grid_w, pooled_w, width);
+  }
+};
+
+// y[0:n] += w * x[0:n], vectorised for float/double, converting for half/bfloat16.
+template <typename scalar_t, typename acc_t>
+inline void accumulate(int64_t n, acc_t w, const scalar_t* x, acc_t* y) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    cpu_vec::axpy(n, w, x, y);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] += w * static_cast<acc_t>(x[i]);
+  }
+}
+
+struct Shape {
+  int64_t rois, channels, height, width, pooled_h, pooled_w;
+};
+
+// Channel blocks per RoI (forward) so small K still feeds every thread.
+int64_t channel_blocks(int64_t tasks_without_blocks, int64_t channels) {
+  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+  if (tasks_without_blocks >= want || channels <= 1) return 1;
+  const int64_t blocks = (want + tasks_without_blocks - 1) / tasks_without_blocks;
+  return blocks < channels ? blocks : channels;
+}
+
+template <typename scalar_t>
+void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, double scale,
+                  int sampling_ratio, bool aligned) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t blocks = channel_blocks(s.rois, s.channels);
+  const int64_t per_block = (s.channels + blocks - 1) / blocks;
+  const int64_t plane = s.height * s.width;
+  const int64_t bins = s.pooled_h * s.pooled_w;
+  at::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
+    RoiTables<acc_t> t;
+    int64_t built = -1;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t r = task / blocks;
+      if (r != built) {
+        t.build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned, s.height,
+                s.width);
+        built = r;
+      }
+      const int64_t c0 = (task % blocks) * per_block;
+      const int64_t c1 = c0 + per_block < s.channels ? c0 + per_block : s.channels;
+      for (int64_t c = c0; c < c1; ++c) {
+        const scalar_t* src = input + (t.batch * s.channels + c) * plane;
+        scalar_t* dst = out + (r * s.channels + c) * bins;
+        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+            acc_t sum = 0;
+            for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+              const scalar_t* row = src + static_cast<int64_t>(t.rows.index[i]) * s.width;
+              acc_t row_sum = 0;
+              for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j)
+                row_sum += t.cols.weight[j] * static_cast<acc_t>(row[t.cols.index[j]]);
+              sum += t.rows.weight[i] * row_sum;
+            }
+            dst[ph * s.pooled_w + pw] = static_cast<scalar_t>(sum * t.inv_count);
+          }
+        }
+      }
+    }
+  });
+}
+
+// input is NHWC in memory; out is [K, PH, PW, C].
+template <typename scalar_t>
+void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, double scale,
+                  int sampling_ratio, bool aligned) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t blocks = channel_blocks(s.rois, s.channels);
+  const int64_t per_block = (s.channels + blocks - 1) / blocks;
+  at::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
+    RoiTables<acc_t> t;
+    int64_t built = -1;
+    std::vector<acc_t> acc(per_block);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t r = task / blocks;
+      if (r != built) {
+        t.build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned, s.height,
+                s.width);
+        built = r;
+      }
+      const int64_t c0 = (task % blocks) * per_block;
+      const int64_t n = (c0 + per_block < s.channels ? c0 + per_block : s.channels) - c0;
+      for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+        for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+          std::fill(acc.begin(), acc.begin() + n, acc_t(0));
+          for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+            const int64_t row = (t.batch * s.height + t.rows.index[i]) * s.width;
+            for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) {
+              const acc_t w = t.rows.weight[i] * t.cols.weight[j] * t.inv_count;
+              accumulate(n, w, input + (row + t.cols.index[j]) * s.channels + c0, acc.data());
+            }
+          }
+          scalar_t* dst = out + ((r * s.pooled_h + ph) * s.pooled_w + pw) * s.channels + c0;
+          for (int64_t c = 0; c < n; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
+        }
+      }
+    }
+  });
+}
+
+// Tables of every RoI plus the RoIs of each image in their original order.
+template <typename acc_t, typename scalar_t>
+void build_all_tables(const scalar_t* rois, const Shape& s, int64_t batch_size, double scale, int sampling_ratio,
+                      bool aligned, std::vector<RoiTables<acc_t>>& tables,
+                      std::vector<std::vector<int64_t>>& rois_of_image) {
+  tables.resize(s.rois);
+  at::parallel_for(0, s.rois, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      tables[r].build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned,
+                      s.height, s.width);
+  });
+  rois_of_image.assign(batch_size, {});
+  for (int64_t r = 0; r < s.rois; ++r) rois_of_image[tables[r].batch].push_back(r);
+}
+
+// grad is [K, C, PH, PW] contiguous; grad_input is [N, C, H, W] zeros in acc_t.
+template <typename scalar_t, typename acc_t>
+void backward_nchw(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input, const Shape& s, int64_t batch_size,
+                   double scale, int sampling_ratio, bool aligned) {
+  std::vector<RoiTables<acc_t>> tables;
+  std::vector<std::vector<int64_t>> rois_of_image;
+  build_all_tables(rois, s, batch_size, scale, sampling_ratio, aligned, tables, rois_of_image);
+  const int64_t plane = s.height * s.width;
+  const int64_t bins = s.pooled_h * s.pooled_w;
+  at::parallel_for(0, batch_size * s.channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / s.channels;
+      const int64_t c = task % s.channels;
+      acc_t* dst = grad_input + task * plane;
+      for (int64_t r : rois_of_image[n]) {
+        const RoiTables<acc_t>& t = tables[r];
+        const scalar_t* g = grad + (r * s.channels + c) * bins;
+        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+            const acc_t gv = static_cast<acc_t>(g[ph * s.pooled_w + pw]) * t.inv_count;
+            for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+              acc_t* row = dst + static_cast<int64_t>(t.rows.index[i]) * s.width;
+              const acc_t gy = gv * t.rows.weight[i];
+              for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) row[t.cols.index[j]] += gy * t.cols.weight[j];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// grad is [K, PH, PW, C] in memory; grad_input is [N, H, W, C] zeros in acc_t.
+template <typename scalar_t, typename acc_t>
+void backward_nhwc(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input, const Shape& s, int64_t batch_size,
+                   double scale, int sampling_ratio, bool aligned) {
+  std::vector<RoiTables<acc_t>> tables;
+  std::vector<std::vector<int64_t>> rois_of_image;
+  build_all_tables(rois, s, batch_size, scale, sampling_ratio, aligned, tables, rois_of_image);
+  const int64_t blocks = channel_blocks(batch_size, s.channels);
+  const int64_t per_block = (s.channels + blocks - 1) / blocks;
+  at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks;
+      const int64_t c0 = (task % blocks) * per_block;
+      const int64_t nc = (c0 + per_block < s.channels ? c0 + per_block : s.channels) - c0;
+      for (int64_t r : rois_of_image[n]) {
+        const RoiTables<acc_t>& t = tables[r];
+        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+            const scalar_t* g = grad + ((r * s.pooled_h + ph) * s.pooled_w + pw) * s.channels + c0;
+            for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+              const int64_t row = (n * s.height + t.rows.index[i]) * s.width;
+              for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) {
+                const acc_t w = t.rows.weight[i] * t.cols.weight[j] * t.inv_count;
+                accumulate(nc, w, g, grad_input + (row + t.cols.index[j]) * s.channels + c0);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Batch indices are read as int (truncation, like torchvision); anything outside [0, N) or NaN
+// would read out of bounds, so it is an error here rather than silent garbage.
+template <typename scalar_t>
+void check_batch_indices(const scalar_t* rois, int64_t num_rois, int64_t batch_size) {
+  for (int64_t r = 0; r < num_rois; ++r) {
+    const double b = static_cast<double>(rois[r * 5]);
+    TORCH_CHECK(b > -1.0 && b < static_cast<double>(batch_size), "rois[", r, ", 0] (batch index) is ", b,
+                " but the input holds ", batch_size, " images");
+  }
+}
+
+at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois_in, double spatial_scale,
+                                 int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned) {
+  check_roi_align_args(input, "input", 4, rois_in, pooled_height, pooled_width);
+  const bool nhwc = is_channels_last(input);
+  const at::Tensor feat = nhwc ? input : input.contiguous();
+  const at::Tensor rois = rois_in.contiguous();
+  const Shape s{rois.size(0), input.size(1), input.size(2), input.size(3), pooled_height, pooled_width};
+  at::Tensor out_buffer = nhwc ? at::empty({s.rois, pooled_height, pooled_width, s.channels}, input.options())
+                               : at::empty({s.rois, s.channels, pooled_height, pooled_width}, input.options());
+  at::Tensor out = nhwc ? out_buffer.permute({0, 3, 1, 2}) : out_buffer;
+  if (out.numel() == 0) return out;
+  if (s.height == 0 || s.width == 0) return out.zero_();  // no pixel to sample
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
+    check_batch_indices(rois.data_ptr<scalar_t>(), s.rois, input.size(0));
+    auto kernel = nhwc ? forward_nhwc<scalar_t> : forward_nchw<scalar_t>;
+    kernel(feat.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out_buffer.data_ptr<scalar_t>(), s, spatial_scale,
+           static_cast<int>(sampling_ratio), aligned);
+  });
+  return out;
+}
+
+at::Tensor roi_align_backward_cpu(const at::Tensor& grad_in, const at::Tensor& rois_in, double spatial_scale,
+                                  int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
+                                  int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
+  check_roi_align_args(grad_in, "grad", 4, rois_in, pooled_height, pooled_width);
+  TORCH_CHECK(batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0,
+              "input size (batch_size, channels, height, width) must be non-negative");
+  TORCH_CHECK(grad_in.size(0) == rois_in.size(0) && grad_in.size(1) == channels && grad_in.size(2) == pooled_height &&
+                  grad_in.size(3) == pooled_width,
+              "grad must have shape [K, channels, pooled_height, pooled_width] = [", rois_in.size(0), ", ", channels,
+              ", ", pooled_height, ", ", pooled_width, "], got ", grad_in.sizes());
+  const bool nhwc = is_channels_last(grad_in);
+  const at::Tensor grad = nhwc ? grad_in : grad_in.contiguous();
+  const at::Tensor rois = rois_in.contiguous();
+  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const Shape s{rois.size(0), channels, height, width, pooled_height, pooled_width};
+  const bool reduced = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
+  // Half/bfloat16 gradients accumulate in float and are rounded once at the end.
+  at::Tensor acc = at::zeros({batch_size, channels, height, width},
+                             grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()).memory_format(format));
+  if (acc.numel() != 0 && s.rois != 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      check_batch_indices(rois.data_ptr<scalar_t>(), s.rois, batch_size);
+      auto kernel = nhwc ? backward_nhwc<scalar_t, acc_t> : backward_nchw<scalar_t, acc_t>;
+      kernel(grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), acc.data_ptr<acc_t>(), s, batch_size,
+             spatial_scale, static_cast<int>(sampling_ratio), aligned);
+    });
+  }
+  return reduced ? acc.to(grad.scalar_type()) : acc;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) {
+  m.impl("roi_align", &roi_align_forward_cpu);
+  m.impl("roi_align_backward", &roi_align_backward_cpu);
+}
+
+}  // namespace dapo_fast

@@ -1,0 +1,1 @@
+"""Benchmark runner and cases (`dapo-fast bench`)."""

@@ -1,0 +1,1 @@
+"""One module per op; importing it registers its benchmark cases."""

@@ -1,0 +1,42 @@
+"""Test set-up shared by every test file.
+
+* Without a CUDA device, Triton kernels run under TRITON_INTERPRET=1; it must be set before
+  anything imports triton, which is why it happens here, first.
+* ``seed`` gives each test a fresh random seed (printed on failure so a run can be replayed
+  with DAPO_FAST_TEST_SEED=<seed>).
+"""
+import os
+import random
+
+import pytest
+
+if "TRITON_INTERPRET" not in os.environ:
+    try:
+        import torch as _torch
+
+        _has_cuda = _torch.cuda.is_available()
+    except Exception:  # pragma: no cover
+        _has_cuda = False
+    if not _has_cuda:
+        os.environ["TRITON_INTERPRET"] = "1"
+
+import torch  # noqa: E402
+
+from tests import _helpers  # noqa: E402,F401
+
+
+@pytest.fixture
+def seed(request):
+    value = int(os.environ.get("DAPO_FAST_TEST_SEED", random.SystemRandom().randrange(2**31)))
+    torch.manual_seed(value)
+    request.node.user_properties.append(("seed", value))
+    print(f"[seed] {request.node.nodeid}: DAPO_FAST_TEST_SEED={value}")
+    return value
+
+
+def pytest_collection_modifyitems(config, items):
+    has_cuda = torch.cuda.is_available()
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords and not has_cuda:
+            item.add_marker(skip_cuda)

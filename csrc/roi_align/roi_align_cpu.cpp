@@ -10,7 +10,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <type_traits>
@@ -444,8 +443,10 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad_in, const at::Tensor& r
   const Shape s{rois.size(0), channels, height, width, pooled_height, pooled_width};
   const bool reduced = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
   // Half/bfloat16 gradients accumulate in float and are rounded once at the end.
-  at::Tensor acc = at::zeros({batch_size, channels, height, width},
-                             grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()).memory_format(format));
+  // (at::zeros ignores a memory format in its options, so allocate with the format and zero)
+  at::Tensor acc = at::empty({batch_size, channels, height, width},
+                             grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()), format)
+                       .zero_();
   if (acc.numel() != 0 && s.rois != 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;

@@ -1,7 +1,6 @@
 // Tensor glue of the RoIAlign CUDA kernels: checks, allocation, stream, registration.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -45,8 +44,10 @@ at::Tensor roi_align_backward_cuda(const at::Tensor& grad_in, const at::Tensor& 
   const at::Tensor rois = rois_in.contiguous();
   const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const bool reduced = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
-  at::Tensor acc = at::zeros({batch_size, channels, height, width},
-                             grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()).memory_format(format));
+  // (at::zeros ignores a memory format in its options, so allocate with the format and zero)
+  at::Tensor acc = at::empty({batch_size, channels, height, width},
+                             grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()), format)
+                       .zero_();
   if (acc.numel() != 0 && rois.size(0) != 0) {
     const RoiAlignSizes s{rois.size(0), batch_size, channels, height, width, pooled_height, pooled_width,
                           spatial_scale, static_cast<int>(sampling_ratio), aligned, nhwc};

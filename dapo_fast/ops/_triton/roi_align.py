@@ -165,11 +165,14 @@ def _register():
         ctx.save_for_backward(rois)
         ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
         ctx.input_shape = input.shape
+        ctx.channels_last = _checks.is_channels_last(input)
 
     def backward(ctx, grad):
         (rois,) = ctx.saved_tensors
         spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
         n, c, h, w = ctx.input_shape
+        if ctx.channels_last:  # grad_input takes grad's layout: make it the input's
+            grad = grad.contiguous(memory_format=torch.channels_last)
         grad_input = roi_align_backward_triton(grad, rois, spatial_scale, pooled_height, pooled_width, n, c, h, w,
                                                sampling_ratio, aligned)
         return grad_input, None, None, None, None, None, None

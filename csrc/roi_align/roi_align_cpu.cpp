@@ -12,6 +12,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -98,13 +99,22 @@ struct Shape {
   int64_t rois, channels, height, width, pooled_h, pooled_w;
 };
 
-// Channel blocks per RoI (forward) so small K still feeds every thread.
-int64_t channel_blocks(int64_t tasks_without_blocks, int64_t channels) {
-  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
-  if (tasks_without_blocks <= 0 || tasks_without_blocks >= want || channels <= 1) return 1;
-  const int64_t blocks = (want + tasks_without_blocks - 1) / tasks_without_blocks;
-  return blocks < channels ? blocks : channels;
-}
+// Channels split into `blocks` blocks of `size` (the last may be shorter; none is empty), so that
+// `tasks * blocks` feeds every thread even when there are few tasks (RoIs or images).
+struct ChannelSplit {
+  int64_t blocks = 1;
+  int64_t size = 0;
+
+  ChannelSplit(int64_t tasks, int64_t channels) {
+    const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+    int64_t target = 1;
+    if (tasks > 0 && tasks < want && channels > 1) target = std::min((want + tasks - 1) / tasks, channels);
+    size = std::max<int64_t>((channels + target - 1) / target, 1);
+    blocks = std::max<int64_t>((channels + size - 1) / size, 1);
+  }
+  int64_t begin(int64_t block) const { return block * size; }
+  int64_t end(int64_t block, int64_t channels) const { return std::min(begin(block) + size, channels); }
+};
 
 // Bins of `lanes` channels of one RoI: each table entry is loaded once and used for every
 // channel, which gives the inner loop `lanes` independent FMAs (NCHW reads are gathers, so
@@ -202,8 +212,8 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
   });
 
   // sparse images: task = (RoI, channel block), gathers straight from the NCHW planes
-  const int64_t blocks = channel_blocks(static_cast<int64_t>(sparse_rois.size()), s.channels);
-  const int64_t per_block = (s.channels + blocks - 1) / blocks;
+  const ChannelSplit split(static_cast<int64_t>(sparse_rois.size()), s.channels);
+  const int64_t blocks = split.blocks;
   at::parallel_for(0, static_cast<int64_t>(sparse_rois.size()) * blocks, 1, [&](int64_t begin, int64_t end) {
     RoiTables<acc_t> t;
     int64_t built = -1;
@@ -214,8 +224,8 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
                 s.width);
         built = r;
       }
-      const int64_t c0 = (task % blocks) * per_block;
-      const int64_t c1 = c0 + per_block < s.channels ? c0 + per_block : s.channels;
+      const int64_t c0 = split.begin(task % blocks);
+      const int64_t c1 = split.end(task % blocks, s.channels);
       int64_t c = c0;
       for (; c + 8 <= c1; c += 8)
         pool_channels_nchw<8>(t, input + (t.batch * s.channels + c) * plane, plane, out + (r * s.channels + c) * bins,
@@ -232,12 +242,12 @@ template <typename scalar_t>
 void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, double scale,
                   int sampling_ratio, bool aligned) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t blocks = channel_blocks(s.rois, s.channels);
-  const int64_t per_block = (s.channels + blocks - 1) / blocks;
+  const ChannelSplit split(s.rois, s.channels);
+  const int64_t blocks = split.blocks;
   at::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
     RoiTables<acc_t> t;
     int64_t built = -1;
-    std::vector<acc_t> acc(per_block);
+    std::vector<acc_t> acc(split.size);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task / blocks;
       if (r != built) {
@@ -245,8 +255,8 @@ void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
                 s.width);
         built = r;
       }
-      const int64_t c0 = (task % blocks) * per_block;
-      const int64_t n = (c0 + per_block < s.channels ? c0 + per_block : s.channels) - c0;
+      const int64_t c0 = split.begin(task % blocks);
+      const int64_t n = split.end(task % blocks, s.channels) - c0;
       for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
         for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
           std::fill(acc.begin(), acc.begin() + n, acc_t(0));
@@ -364,13 +374,13 @@ void backward_nhwc(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
   std::vector<RoiTables<acc_t>> tables;
   std::vector<std::vector<int64_t>> rois_of_image;
   build_all_tables(rois, s, batch_size, scale, sampling_ratio, aligned, tables, rois_of_image);
-  const int64_t blocks = channel_blocks(batch_size, s.channels);
-  const int64_t per_block = (s.channels + blocks - 1) / blocks;
+  const ChannelSplit split(batch_size, s.channels);
+  const int64_t blocks = split.blocks;
   at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks;
-      const int64_t c0 = (task % blocks) * per_block;
-      const int64_t nc = (c0 + per_block < s.channels ? c0 + per_block : s.channels) - c0;
+      const int64_t c0 = split.begin(task % blocks);
+      const int64_t nc = split.end(task % blocks, s.channels) - c0;
       for (int64_t r : rois_of_image[n]) {
         const RoiTables<acc_t>& t = tables[r];
         for (int64_t ph = 0; ph < s.pooled_h; ++ph) {

@@ -18,9 +18,14 @@ import torch
 from dapo_fast.bench.registry import Case, all_cases, backward_of
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1, slow_seconds: float = 2.0) -> float:
+    """Median wall time in ms after `warmup` calls. A call slower than `slow_seconds` (the eager
+    references at full size) is timed once more instead of `repeats` times."""
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
+    if warmup and (time.perf_counter() - start) / warmup > slow_seconds:
+        repeats = 1
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

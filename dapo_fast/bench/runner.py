@@ -161,6 +161,9 @@ def _plot(rows: List[dict], path: str) -> None:
         ax.barh([i + 0.2 for i in y], fb, height=0.4, label="forward+backward")
         ax.set_yticks(list(y), names, fontsize=7)
         ax.set_xscale("log")
+        positive = [v for v in fwd + fb if v > 0]
+        if positive:  # start the axis below the fastest bar so it stays visible
+            ax.set_xlim(left=min(positive) / 2)
         ax.set_title(f"{op} @ {size} (ms, log scale)", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
     axes[0, 0].legend(fontsize=7)

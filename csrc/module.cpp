@@ -18,9 +18,10 @@ namespace {
 std::string runtime_vector_isa() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return "avx512f";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
-  return "sse2";
+  // the same levels the DAPO_CPU_CLONES resolver picks between
+  if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4 (avx512)";
+  if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (avx2+fma)";
+  return "x86-64 (sse2)";
 #elif defined(__aarch64__)
   return "neon";
 #else

@@ -310,4 +310,4 @@ def test_build_info():
     assert info["version"] == dapo_fast.__version__
     assert isinstance(info["cuda"], bool) and isinstance(info["num_threads"], int) and info["num_threads"] >= 1
     assert info["openmp"] is True
-    assert info["cpu_vector_isa"] in ("avx512f", "avx2", "sse2", "neon", "scalar")
+    assert info["cpu_vector_isa"] in ("x86-64-v4 (avx512)", "x86-64-v3 (avx2+fma)", "x86-64 (sse2)", "neon", "scalar")

@@ -62,6 +62,9 @@ def cross_attention_probs_mean(q: Tensor, k: Tensor, scale: float, out: Optional
     elif chosen == "triton":
         from dapo_fast.ops._triton import cross_attention_probs_mean as _triton
 
+        differentiable = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+        if out is not None and not differentiable and out.dtype == q.dtype:
+            return _triton.cross_attention_probs_mean_accumulate(out, q, k, scale, key_bias, weight)
         result = _triton.cross_attention_probs_mean(q, k, scale, key_bias, weight)
     else:
         differentiable = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)

@@ -1,4 +1,5 @@
-// Math shared by the CPU and CUDA kernels of cross_attention_probs_mean.
+// Math shared by the CPU and CUDA kernels of cross_attention_probs_mean. The CPU kernel runs
+// the same exp on 16 lanes (exp_nonpositive_x16 in cross_attention_probs_mean_cpu.cpp).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -3,7 +3,7 @@
 // Forward: parallel over (batch, tile of 32 query rows); each task owns its output rows, loops
 // over the heads in order and keeps the tile's [32, T] running head-sum in a local buffer, so
 // nothing of size [B, heads, HW, T] is ever allocated and the result does not depend on the
-// thread count. Scores come from a 8-row x 16-key register block over a per-head transposed,
+// thread count. Scores come from an 8-row x 16-key register block over a per-head transposed,
 // zero-padded copy of k ([d, T16], tiny); the row softmax (T = 77 keys fits a row) uses a
 // vectorisable exp polynomial.
 // Backward: parallel over (batch, head): each task owns dq[b, h] and dk[b, h]; it recomputes
@@ -23,13 +23,15 @@
 #include <vector>
 
 #include "../common/cpu_clones.h"
+
+// 64-byte GCC vectors are passed between always-inline helpers only; the ABI note is moot.
+#pragma GCC diagnostic ignored "-Wpsabi"
 #include "cross_attention_probs_mean_checks.h"
 #include "cross_attention_probs_mean_common.h"
 
 namespace dapo_fast {
 namespace {
 
-using probs_mean_math::exp_nonpositive;
 
 constexpr int64_t kRowTile = 32;  // query rows per forward task
 constexpr int kRows = 8;          // rows per register block (8 accumulators hide the FMA latency)
@@ -43,77 +45,130 @@ template <typename T> struct Vec64;
 template <> struct Vec64<float> { using type = float_x16; };
 template <> struct Vec64<double> { using type = double_x8; };
 
-// S[r][0:T16] = scale * q_r . kT[:, 0:T16] for kRows rows (rows past `rows` repeat row 0).
+// C[r][0:n16] = scale * sum_k A[r][k] B[k][0:n16] for kRows rows of A given as pointers (rows
+// past the real ones repeat a real row; the caller ignores them). B has row stride ldb, C ldc;
+// n16 is a multiple of kCols. Scores are q . k^T (B = transposed k), the backward's dq = ds k
+// and dk = ds^T q are the same product.
 template <typename T>
-__attribute__((always_inline, optimize("fp-contract=fast"))) inline void scores_block_impl(const T* const* q_rows,
-                                                                                          const T* kT, int64_t d,
-                                                                                          int64_t t16, T scale, T* S) {
+__attribute__((always_inline, optimize("fp-contract=fast"))) inline void gemm_rows_impl(
+    const T* const* a_rows, const T* B, int64_t K, int64_t ldb, int64_t n16, T scale, T* C, int64_t ldc) {
   // GCC vector extension: one 64-byte register per AVX-512 op (two or four in the narrower
   // clones), so the 8 x 16 accumulators stay in registers whatever the clone.
   using V = typename Vec64<T>::type;
   constexpr int L = 64 / sizeof(T);
   constexpr int NV = kCols / L;
-  for (int64_t tb = 0; tb < t16; tb += kCols) {
+  for (int64_t tb = 0; tb < n16; tb += kCols) {
     V acc[kRows][NV];
     for (int r = 0; r < kRows; ++r)
       for (int v = 0; v < NV; ++v) acc[r][v] = V{};
-    for (int64_t c = 0; c < d; ++c) {
+    for (int64_t c = 0; c < K; ++c) {
       V kv[NV];
-      std::memcpy(kv, kT + c * t16 + tb, sizeof(kv));
+      std::memcpy(kv, B + c * ldb + tb, sizeof(kv));
 #pragma GCC unroll 8
       for (int r = 0; r < kRows; ++r) {
-        const T a = q_rows[r][c];
+        const T a = a_rows[r][c];
         for (int v = 0; v < NV; ++v) acc[r][v] += a * kv[v];
       }
     }
     for (int r = 0; r < kRows; ++r)
       for (int v = 0; v < NV; ++v) {
         const V out = acc[r][v] * scale;
-        std::memcpy(S + r * t16 + tb + v * L, &out, sizeof(out));
+        std::memcpy(C + r * ldc + tb + v * L, &out, sizeof(out));
       }
   }
 }
 
-// Scores may use FMA: there is no scalar remainder here (keys are padded to kCols), so every
-// score is rounded the same way whatever the tiling.
+// The products may use FMA: there is no scalar remainder (columns are padded to kCols), so
+// every value is rounded the same way whatever the tiling or thread count.
 #define DAPO_FMA_OK __attribute__((optimize("fp-contract=fast")))
 
-DAPO_FMA_OK DAPO_CPU_CLONES void scores_block(const float* const* q_rows, const float* kT, int64_t d, int64_t t16, float scale,
-                                  float* S) {
-  scores_block_impl(q_rows, kT, d, t16, scale, S);
+DAPO_FMA_OK DAPO_CPU_CLONES void gemm_rows(const float* const* a_rows, const float* B, int64_t K, int64_t ldb,
+                                           int64_t n16, float scale, float* C, int64_t ldc) {
+  gemm_rows_impl(a_rows, B, K, ldb, n16, scale, C, ldc);
 }
-DAPO_FMA_OK DAPO_CPU_CLONES void scores_block(const double* const* q_rows, const double* kT, int64_t d, int64_t t16,
-                                  double scale, double* S) {
-  scores_block_impl(q_rows, kT, d, t16, scale, S);
+DAPO_FMA_OK DAPO_CPU_CLONES void gemm_rows(const double* const* a_rows, const double* B, int64_t K, int64_t ldb,
+                                           int64_t n16, double scale, double* C, int64_t ldc) {
+  gemm_rows_impl(a_rows, B, K, ldb, n16, scale, C, ldc);
 }
 
-// s[0:T] += bias; p = softmax(s) written back into s; returns nothing. Max and sum use 16
-// partial lanes so the loops vectorise without reassociation flags.
+// C[0:m][0:n16] = scale * A[0:m][0:K] B (A rows with stride lda), in blocks of kRows rows;
+// tmp holds kRows * n16 values.
 template <typename T>
-__attribute__((always_inline)) inline void softmax_row_impl(T* s, const T* bias, int64_t n) {
+void gemm(const T* A, int64_t lda, int64_t m, const T* B, int64_t K, int64_t ldb, int64_t n16, T scale, T* C,
+          int64_t ldc, T* tmp) {
+  for (int64_t i0 = 0; i0 < m; i0 += kRows) {
+    const int64_t n = std::min<int64_t>(kRows, m - i0);
+    const T* rows[kRows];
+    for (int r = 0; r < kRows; ++r) rows[r] = A + (i0 + (r < n ? r : 0)) * lda;
+    gemm_rows(rows, B, K, ldb, n16, scale, tmp, n16);
+    for (int64_t r = 0; r < n; ++r) std::memcpy(C + (i0 + r) * ldc, tmp + r * n16, sizeof(T) * n16);
+  }
+}
+
+typedef int32_t int_x16 __attribute__((vector_size(64)));
+
+__attribute__((always_inline)) inline float_x16 splat(float v) { return float_x16{} + v; }
+
+// exp_nonpositive (cross_attention_probs_mean_common.h) on 16 lanes with GCC vector
+// extensions, so every clone gets a vector exp (auto-vectorisation of the scalar form fails on
+// the float->int conversion). Rounding to an integer uses the 1.5 * 2^23 trick instead of floor.
+__attribute__((always_inline)) inline float_x16 exp_nonpositive_x16(float_x16 x) {
+  const float_x16 lowest = splat(-87.0f);
+  x = x < lowest ? lowest : x;
+  const float_x16 magic = splat(12582912.0f);
+  const float_x16 n = (x * 1.44269504088896341f + magic) - magic;
+  const float_x16 r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float_x16 p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int_x16 bits = (__builtin_convertvector(n, int_x16) + 127) << 23;
+  return p * (float_x16)bits;  // a vector cast between equal sizes reinterprets the bits
+}
+
+// s[0:n] += bias; s[n:n16] = -inf (padding keys); s = softmax(s) over all n16 lanes.
+DAPO_CPU_CLONES void softmax_row(float* s, const float* bias, int64_t n, int64_t n16) {
   if (bias != nullptr)
     for (int64_t t = 0; t < n; ++t) s[t] += bias[t];
-  T lanes[kCols];
-  for (int j = 0; j < kCols; ++j) lanes[j] = -std::numeric_limits<T>::infinity();
-  int64_t t = 0;
-  for (; t + kCols <= n; t += kCols)
-    for (int j = 0; j < kCols; ++j) lanes[j] = lanes[j] > s[t + j] ? lanes[j] : s[t + j];
-  T m = -std::numeric_limits<T>::infinity();
-  for (int j = 0; j < kCols; ++j) m = lanes[j] > m ? lanes[j] : m;
-  for (; t < n; ++t) m = s[t] > m ? s[t] : m;
-  for (int64_t i = 0; i < n; ++i) s[i] = exp_nonpositive(s[i] - m);
-  for (int j = 0; j < kCols; ++j) lanes[j] = 0;
-  for (t = 0; t + kCols <= n; t += kCols)
-    for (int j = 0; j < kCols; ++j) lanes[j] += s[t + j];
-  T sum = 0;
-  for (int j = 0; j < kCols; ++j) sum += lanes[j];
-  for (; t < n; ++t) sum += s[t];
-  const T inv = T(1) / sum;
-  for (int64_t i = 0; i < n; ++i) s[i] *= inv;
+  for (int64_t t = n; t < n16; ++t) s[t] = -std::numeric_limits<float>::infinity();
+  float_x16 mx = splat(-std::numeric_limits<float>::infinity());
+  for (int64_t t = 0; t < n16; t += kCols) {
+    float_x16 v;
+    std::memcpy(&v, s + t, sizeof(v));
+    mx = v > mx ? v : mx;
+  }
+  float m = mx[0];
+  for (int j = 1; j < kCols; ++j) m = mx[j] > m ? mx[j] : m;
+  float_x16 sum = {};
+  for (int64_t t = 0; t < n16; t += kCols) {
+    float_x16 v;
+    std::memcpy(&v, s + t, sizeof(v));
+    v = exp_nonpositive_x16(v - m);
+    sum += v;
+    std::memcpy(s + t, &v, sizeof(v));
+  }
+  float total = 0;
+  for (int j = 0; j < kCols; ++j) total += sum[j];
+  const float inv = 1.0f / total;
+  for (int64_t t = 0; t < n16; ++t) s[t] *= inv;
 }
 
-DAPO_CPU_CLONES void softmax_row(float* s, const float* bias, int64_t n) { softmax_row_impl(s, bias, n); }
-DAPO_CPU_CLONES void softmax_row(double* s, const double* bias, int64_t n) { softmax_row_impl(s, bias, n); }
+// double (tests, gradcheck): plain loops with std::exp
+void softmax_row(double* s, const double* bias, int64_t n, int64_t /*n16*/) {
+  if (bias != nullptr)
+    for (int64_t t = 0; t < n; ++t) s[t] += bias[t];
+  double m = -std::numeric_limits<double>::infinity();
+  for (int64_t t = 0; t < n; ++t) m = s[t] > m ? s[t] : m;
+  double sum = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    s[t] = std::exp(s[t] - m);
+    sum += s[t];
+  }
+  for (int64_t t = 0; t < n; ++t) s[t] /= sum;
+}
 
 struct Sizes {
   int64_t batch, heads, rows, keys, dim;
@@ -141,8 +196,8 @@ inline void row_block_probs(const T* q, const int64_t* qs, const T* kT, const T*
   const T* base = q + b * qs[0] + h * qs[1];
   const T* rows[kRows];
   for (int r = 0; r < kRows; ++r) rows[r] = base + (i0 + (r < n ? r : 0)) * qs[2];
-  scores_block(rows, kT + (b * s.heads + h) * s.dim * t16, s.dim, t16, scale, P);
-  for (int64_t r = 0; r < n; ++r) softmax_row(P + r * t16, bias_b, s.keys);
+  gemm_rows(rows, kT + (b * s.heads + h) * s.dim * t16, s.dim, t16, t16, scale, P, t16);
+  for (int64_t r = 0; r < n; ++r) softmax_row(P + r * t16, bias_b, s.keys, t16);
 }
 
 // out[b, i, :] (= or +=) weight/heads * sum_h P[b, h, i, :]
@@ -186,45 +241,58 @@ void forward_kernel(const T* q, const int64_t* qs, const T* k, const int64_t* ks
   });
 }
 
-// dq, dk: contiguous [B, H, HW, d] / [B, H, T, d], written completely.
+// dq, dk: contiguous [B, H, HW, d] / [B, H, T, d], written completely. Per (b, h): the row
+// probabilities give ds [HW, T16] (and its transpose); dq = ds k and dk = ds^T q are two
+// register-blocked products over zero-padded copies of k and q ([., d16]).
 template <typename T>
 void backward_kernel(const T* grad, const int64_t* gs, const T* q, const int64_t* qs, const T* k, const int64_t* ks,
                      const T* bias, T* dq, T* dk, const Sizes& s, T scale, T weight) {
   const int64_t t16 = round_up(s.keys, kCols);
+  const int64_t d16 = round_up(s.dim, kCols);
+  const int64_t hw16 = round_up(s.rows, kCols);
   const std::vector<T> kT = transposed_keys(k, ks, s, t16);
   const T w = weight / static_cast<T>(s.heads);
   at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> P(static_cast<size_t>(kRows * t16));
+    std::vector<T> ds(static_cast<size_t>(s.rows * t16));
+    std::vector<T> dsT(static_cast<size_t>(t16 * hw16), T(0));
+    std::vector<T> kpad(static_cast<size_t>(t16 * d16), T(0));
+    std::vector<T> qpad(static_cast<size_t>(hw16 * d16), T(0));
+    std::vector<T> out(static_cast<size_t>(std::max(s.rows, t16) * d16));
+    std::vector<T> tmp(static_cast<size_t>(kRows * d16));
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.heads, h = bh % s.heads;
       const T* bias_b = bias != nullptr ? bias + b * s.keys : nullptr;
       const T* kbh = k + b * ks[0] + h * ks[1];
       const T* qbh = q + b * qs[0] + h * qs[1];
-      T* dq_bh = dq + bh * s.rows * s.dim;
-      T* dk_bh = dk + bh * s.keys * s.dim;
-      std::fill(dk_bh, dk_bh + s.keys * s.dim, T(0));
+      for (int64_t t = 0; t < s.keys; ++t) std::memcpy(kpad.data() + t * d16, kbh + t * ks[2], sizeof(T) * s.dim);
+      for (int64_t i = 0; i < s.rows; ++i) std::memcpy(qpad.data() + i * d16, qbh + i * qs[2], sizeof(T) * s.dim);
       for (int64_t i0 = 0; i0 < s.rows; i0 += kRows) {
         const int64_t n = std::min<int64_t>(kRows, s.rows - i0);
         row_block_probs(q, qs, kT.data(), bias_b, s, t16, scale, b, h, i0, n, P.data());
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r;
-          T* p = P.data() + r * t16;
+          const T* p = P.data() + r * t16;
           const T* g = grad + b * gs[0] + i * gs[1];
           T dot = 0;
           for (int64_t t = 0; t < s.keys; ++t) dot += p[t] * g[t * gs[2]];
-          for (int64_t t = 0; t < s.keys; ++t) p[t] = p[t] * (w * g[t * gs[2]] - w * dot) * scale;  // ds
-          T* dqi = dq_bh + i * s.dim;
-          const T* qi = qbh + i * qs[2];
-          std::fill(dqi, dqi + s.dim, T(0));
+          T* dsi = ds.data() + i * t16;
           for (int64_t t = 0; t < s.keys; ++t) {
-            const T ds = p[t];
-            const T* kt = kbh + t * ks[2];
-            T* dkt = dk_bh + t * s.dim;
-            for (int64_t c = 0; c < s.dim; ++c) dqi[c] += ds * kt[c];
-            for (int64_t c = 0; c < s.dim; ++c) dkt[c] += ds * qi[c];
+            const T v = p[t] * (w * g[t * gs[2]] - w * dot) * scale;
+            dsi[t] = v;
+            dsT[t * hw16 + i] = v;
           }
+          for (int64_t t = s.keys; t < t16; ++t) dsi[t] = T(0);
         }
       }
+      // dq[i] = sum_t ds[i][t] k[t]  (K = T rows of kpad)
+      gemm(ds.data(), t16, s.rows, kpad.data(), s.keys, d16, d16, T(1), out.data(), d16, tmp.data());
+      T* dq_bh = dq + bh * s.rows * s.dim;
+      for (int64_t i = 0; i < s.rows; ++i) std::memcpy(dq_bh + i * s.dim, out.data() + i * d16, sizeof(T) * s.dim);
+      // dk[t] = sum_i ds[i][t] q[i]  (K = HW rows of qpad)
+      gemm(dsT.data(), hw16, s.keys, qpad.data(), s.rows, d16, d16, T(1), out.data(), d16, tmp.data());
+      T* dk_bh = dk + bh * s.keys * s.dim;
+      for (int64_t t = 0; t < s.keys; ++t) std::memcpy(dk_bh + t * s.dim, out.data() + t * d16, sizeof(T) * s.dim);
     }
   });
 }

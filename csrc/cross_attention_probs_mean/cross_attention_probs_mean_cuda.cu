@@ -7,6 +7,7 @@
 
 #include "../common/cuda_dtype.cuh"
 #include "../common/cuda_reduce.cuh"
+#include "cross_attention_probs_mean_common.h"
 #include "cross_attention_probs_mean_cuda.h"
 
 namespace dapo_fast {
@@ -14,8 +15,9 @@ namespace {
 
 constexpr int kThreads = 128;
 
-template <typename acc_t>
-__device__ __forceinline__ acc_t exp_acc(acc_t x) { return exp(x); }
+// the CPU kernel's exp (shared header) for float, exp for double
+__device__ __forceinline__ float exp_acc(float x) { return probs_mean_math::exp_nonpositive(x); }
+__device__ __forceinline__ double exp_acc(double x) { return exp(x); }
 
 // Row i of head (b, h): p[0:T] = softmax(q_i . k_t * scale + bias_t). q_row in shared memory.
 template <typename scalar_t, typename acc_t>

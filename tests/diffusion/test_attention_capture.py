@@ -11,7 +11,7 @@ from dapo_fast.diffusion import (AttendExciteSchedule, AttentionMapProcessor, At
                                  ExplicitAttentionStore, attention_guided_step, clip_tokenizer, entity_token_spans,
                                  register, register_explicit, token_attention_maps, unregister)
 from dapo_fast.ops import attention_guidance_loss  # noqa: E402
-from tests.diffusion.tiny_sd import encode_prompts, tiny_text_encoder, tiny_unet, tiny_vae  # noqa: E402
+from dapo_fast.diffusion.tiny_sd import encode_prompts, tiny_text_encoder, tiny_unet, tiny_vae  # noqa: E402
 
 PROMPT = "a young boy playing his toy quad"
 

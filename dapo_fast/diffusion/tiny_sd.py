@@ -1,6 +1,8 @@
-"""Tiny Stable-Diffusion-shaped models built from configs (no download): a UNet2DConditionModel
-with 16x16 and 8x8 cross-attention on 16x16 latents, a 2-layer CLIPTextModel over CLIP's real
-vocabulary, and a 2x AutoencoderKL. Random weights, fixed seed."""
+"""Tiny Stable-Diffusion-shaped models built from configs (no download), for tests, benchmarks
+and smoke runs: a UNet2DConditionModel with 16x16 and 8x8 cross-attention on 16x16 latents
+(SD-1.x layout: self-attention + cross-attention per transformer block, 77 text tokens), a
+2-layer CLIPTextModel over CLIP's real vocabulary, and a 2x AutoencoderKL. Random weights,
+fixed seed."""
 import torch
 
 from dapo_fast.diffusion import clip_tokenizer

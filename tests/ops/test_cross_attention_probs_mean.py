@@ -214,3 +214,41 @@ class TestBadInputs:
         q, k = make()
         with pytest.raises(ValueError, match="backend"):
             cross_attention_probs_mean(q, k, 0.3, backend="gpu")
+
+
+def test_no_per_head_probability_allocation(seed):
+    """At SD-1.4's 16x16 size the fused op never allocates [B, heads, HW, T] (the reference does)."""
+    from dapo_fast.bench.runner import peak_memory_bytes
+
+    q, k = make(2, 8, 256, 77, 160, diffusers_layout=True)
+    per_head_bytes = 2 * 8 * 256 * 77 * 4
+    out = torch.zeros(2, 256, 77)
+    with torch.no_grad():
+        ours = peak_memory_bytes(lambda: cross_attention_probs_mean(q, k, 160 ** -0.5, out=out, backend="cpu"))
+        theirs = peak_memory_bytes(lambda: reference(q, k, 160 ** -0.5))
+    assert theirs >= per_head_bytes
+    assert ours < per_head_bytes // 4, (ours, per_head_bytes)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_layer_mean(seed):
+    """Two layers accumulated into one buffer (the in-place op) plus a differentiable use."""
+    q1, k1 = make(2, 3, 16, 7, 8, diffusers_layout=True)
+    q2, k2 = make(2, 3, 16, 7, 8)
+
+    def layer_mean(q1, k1, q2, k2):
+        buffer = torch.zeros(2, 16, 7)
+        with torch.no_grad():
+            cross_attention_probs_mean(q1, k1, 0.3, out=buffer, weight=0.5)
+        fused = cross_attention_probs_mean(q2, k2, 0.3, weight=0.5)
+        return buffer + fused
+
+    compiled = torch.compile(layer_mean, fullgraph=True)
+    q2e, q2c = q2.clone().requires_grad_(), q2.clone().requires_grad_()
+    want = layer_mean(q1, k1, q2e, k2)
+    got = compiled(q1, k1, q2c, k2)
+    torch.testing.assert_close(got, want, **TOL[torch.float32])
+    torch.testing.assert_close(want, 0.5 * (reference(q1, k1, 0.3) + reference(q2, k2, 0.3)), **TOL[torch.float32])
+    want.pow(2).sum().backward()
+    got.pow(2).sum().backward()
+    torch.testing.assert_close(q2c.grad, q2e.grad, **TOL[torch.float32])

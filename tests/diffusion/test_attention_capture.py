@@ -19,11 +19,16 @@ PROMPT = "a young boy playing his toy quad"
 @pytest.fixture(scope="module")
 def sd():
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    # the tiny models gain nothing from intra-op threads, and on a shared machine the OpenMP
+    # hand-offs of their many small ops cost 10x the compute
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     tokenizer = clip_tokenizer()
     text_encoder = tiny_text_encoder()
     embeds = encode_prompts(text_encoder, ["", PROMPT], tokenizer)  # [uncond; cond]
-    return dict(unet=tiny_unet(), vae=tiny_vae(), tokenizer=tokenizer, embeds=embeds,
-                spans=entity_token_spans(tokenizer, PROMPT, ["a young boy", "his toy quad"]))
+    yield dict(unet=tiny_unet(), vae=tiny_vae(), tokenizer=tokenizer, embeds=embeds,
+               spans=entity_token_spans(tokenizer, PROMPT, ["a young boy", "his toy quad"]))
+    torch.set_num_threads(threads)
 
 
 def denoise_two_steps(unet, embeds, store, seed=0, encoder_attention_mask=None):

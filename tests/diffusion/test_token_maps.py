@@ -68,8 +68,9 @@ def test_gaussian_kernel_forms():
 
 
 def test_differentiable(seed):
-    agg = torch.rand(2, 16, 9, dtype=torch.float64).softmax(-1).requires_grad_()
-    assert torch.autograd.gradcheck(lambda x: token_attention_maps(x, [[1, 2], [4]], 8, scale=3.0), (agg,))
+    agg = torch.rand(1, 9, 7, dtype=torch.float64).softmax(-1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: token_attention_maps(x, [[1, 2], [4]], 6, scale=3.0), (agg,),
+                                    fast_mode=True)
 
 
 def test_bad_inputs():

@@ -50,6 +50,7 @@ class GuidedStep(NamedTuple):
     latents: Tensor      # updated z_t (detached)
     loss: Tensor         # [B] L_A at the latents the last update started from
     iterations: int      # updates made (1 + refinement iterations)
+    step_size: float     # alpha_t used
 
 
 def decode_latents(vae, latents: Tensor) -> Tensor:
@@ -75,10 +76,12 @@ def _loss_and_grad(unet, latents, t, prompt_embeds, grounder, vae, entity_spans,
 
 
 def attention_guided_step(unet, latents: Tensor, t, prompt_embeds: Tensor, grounder: Callable[[Tensor], Tensor],
-                          vae, entity_spans: Sequence[Sequence[int]], step_size: float, *,
-                          store: Optional[AttentionMapStore] = None, resolution: int = 16, last_index: int = -1,
-                          entity_valid: Optional[Tensor] = None, refine_threshold: Optional[float] = None,
-                          max_refinement_steps: int = 20, token_map_kwargs: Optional[dict] = None) -> GuidedStep:
+                          vae, entity_spans: Sequence[Sequence[int]], step_size: Optional[float] = None, *,
+                          step_index: int = 0, schedule: Optional[AttendExciteSchedule] = None,
+                          refine: bool = False, refine_threshold: Optional[float] = None,
+                          max_refinement_steps: Optional[int] = None, store: Optional[AttentionMapStore] = None,
+                          resolution: int = 16, last_index: int = -1, entity_valid: Optional[Tensor] = None,
+                          token_map_kwargs: Optional[dict] = None) -> GuidedStep:
     """One DAPO eq. 4 update of ``latents`` [B, C, h, w] at timestep ``t``.
 
     Args:
@@ -90,15 +93,29 @@ def attention_guided_step(unet, latents: Tensor, t, prompt_embeds: Tensor, groun
             order of ``entity_spans``); called without gradient.
         vae: the AutoencoderKL decoding the latents for the grounder.
         entity_spans: E token spans (:func:`entity_token_spans`).
-        step_size: alpha_t (:meth:`AttendExciteSchedule.step_size`).
-        refine_threshold: if given, repeat the update while any sample's L_A exceeds it, at most
-            ``max_refinement_steps`` extra times (Attend-and-Excite's iterative refinement).
+        step_size: alpha_t; None takes ``schedule.step_size(step_index)`` (Attend-and-Excite's
+            20 * sqrt(linspace(1, 0.5, 50)[i]) by default).
+        step_index: denoising step index i (for the schedule's defaults).
+        schedule: :class:`AttendExciteSchedule` (default: Attend-and-Excite's numbers).
+        refine, refine_threshold, max_refinement_steps: iterative refinement: repeat the update
+            while any sample's L_A exceeds the threshold, at most ``max_refinement_steps`` extra
+            times. ``refine=True`` without a threshold takes ``schedule.threshold(step_index)``
+            (A&E's {0: 0.05, 10: 0.5, 20: 0.8}; no refinement at other steps); an explicit
+            ``refine_threshold`` always refines. Note A&E's thresholds were set for its own loss
+            (1 - max attention); L_A has another scale, so pass a threshold tuned for it.
         token_map_kwargs: extra arguments of :func:`token_attention_maps` (scale, smooth, ...).
 
     Returns:
         GuidedStep(latents, loss, iterations).
     """
     token_map_kwargs = dict(token_map_kwargs or {})
+    schedule = schedule or AttendExciteSchedule()
+    if step_size is None:
+        step_size = schedule.step_size(step_index)
+    if refine and refine_threshold is None:
+        refine_threshold = schedule.threshold(step_index)
+    if max_refinement_steps is None:
+        max_refinement_steps = schedule.max_refinement_steps
     own = store is None
     if own:
         store = AttentionMapStore((resolution,))
@@ -120,7 +137,7 @@ def attention_guided_step(unet, latents: Tensor, t, prompt_embeds: Tensor, groun
                 loss = loss_now
                 latents = latents - step_size * grad
                 iterations += 1
-        return GuidedStep(latents.detach(), loss, iterations)
+        return GuidedStep(latents.detach(), loss, iterations, float(step_size))
     finally:
         store.classifier_free_guidance = saved_cfg
         if own:

@@ -205,3 +205,8 @@ def test_attention_guided_step_lowers_loss(sd):
     refined = attention_guided_step(unet, latents, 500, embeds, grounder, vae, spans, step_size=schedule.step_size(0),
                                     last_index=8, refine_threshold=-1e9, max_refinement_steps=2)
     assert refined.iterations == 3
+    # the schedule's defaults: alpha_10 = 20 sqrt(linspace(1, .5, 50)[10]), threshold 0.5 at step 10
+    default = attention_guided_step(unet, latents, 500, embeds, grounder, vae, spans, step_index=10, refine=True,
+                                    max_refinement_steps=1, last_index=8)
+    assert default.step_size == pytest.approx(20 * (1 - 0.5 * 10 / 49) ** 0.5)
+    assert default.iterations == (1 if default.loss.item() <= 0.5 else 2)

@@ -129,8 +129,10 @@ __attribute__((always_inline)) inline float_x16 exp_nonpositive_x16(float_x16 x)
   return p * (float_x16)bits;  // a vector cast between equal sizes reinterprets the bits
 }
 
-// s[0:n] += bias; s[n:n16] = -inf (padding keys); s = softmax(s) over all n16 lanes.
-DAPO_CPU_CLONES void softmax_row(float* s, const float* bias, int64_t n, int64_t n16) {
+// s[0:n] += bias; s[n:n16] = -inf (padding keys); softmax over all n16 lanes, then either
+// written back into s (acc == nullptr) or added into acc[0:n16] (the forward's head sum: one
+// pass less than softmax-then-add).
+DAPO_CPU_CLONES void softmax_row(float* s, const float* bias, int64_t n, int64_t n16, float* acc = nullptr) {
   if (bias != nullptr)
     for (int64_t t = 0; t < n; ++t) s[t] += bias[t];
   for (int64_t t = n; t < n16; ++t) s[t] = -std::numeric_limits<float>::infinity();
@@ -153,11 +155,15 @@ DAPO_CPU_CLONES void softmax_row(float* s, const float* bias, int64_t n, int64_t
   float total = 0;
   for (int j = 0; j < kCols; ++j) total += sum[j];
   const float inv = 1.0f / total;
-  for (int64_t t = 0; t < n16; ++t) s[t] *= inv;
+  if (acc == nullptr) {
+    for (int64_t t = 0; t < n16; ++t) s[t] *= inv;
+  } else {
+    for (int64_t t = 0; t < n16; ++t) acc[t] += s[t] * inv;
+  }
 }
 
 // double (tests, gradcheck): plain loops with std::exp
-void softmax_row(double* s, const double* bias, int64_t n, int64_t /*n16*/) {
+void softmax_row(double* s, const double* bias, int64_t n, int64_t /*n16*/, double* acc = nullptr) {
   if (bias != nullptr)
     for (int64_t t = 0; t < n; ++t) s[t] += bias[t];
   double m = -std::numeric_limits<double>::infinity();
@@ -167,7 +173,12 @@ void softmax_row(double* s, const double* bias, int64_t n, int64_t /*n16*/) {
     s[t] = std::exp(s[t] - m);
     sum += s[t];
   }
-  for (int64_t t = 0; t < n; ++t) s[t] /= sum;
+  for (int64_t t = 0; t < n; ++t) {
+    if (acc == nullptr)
+      s[t] /= sum;
+    else
+      acc[t] += s[t] / sum;
+  }
 }
 
 struct Sizes {
@@ -190,14 +201,15 @@ std::vector<T> transposed_keys(const T* k, const int64_t* ks, const Sizes& s, in
 }
 
 // Probabilities of rows [i0, i0 + n) (n <= kRows) of head (b, h) into P[n][t16] (first T valid).
+// With acc (stride t16), the probabilities are added into acc's rows instead of kept in P.
 template <typename T>
 inline void row_block_probs(const T* q, const int64_t* qs, const T* kT, const T* bias_b, const Sizes& s, int64_t t16,
-                            T scale, int64_t b, int64_t h, int64_t i0, int64_t n, T* P) {
+                            T scale, int64_t b, int64_t h, int64_t i0, int64_t n, T* P, T* acc = nullptr) {
   const T* base = q + b * qs[0] + h * qs[1];
   const T* rows[kRows];
   for (int r = 0; r < kRows; ++r) rows[r] = base + (i0 + (r < n ? r : 0)) * qs[2];
   gemm_rows(rows, kT + (b * s.heads + h) * s.dim * t16, s.dim, t16, t16, scale, P, t16);
-  for (int64_t r = 0; r < n; ++r) softmax_row(P + r * t16, bias_b, s.keys, t16);
+  for (int64_t r = 0; r < n; ++r) softmax_row(P + r * t16, bias_b, s.keys, t16, acc != nullptr ? acc + r * t16 : nullptr);
 }
 
 // out[b, i, :] (= or +=) weight/heads * sum_h P[b, h, i, :]
@@ -220,12 +232,7 @@ void forward_kernel(const T* q, const int64_t* qs, const T* k, const int64_t* ks
       for (int64_t h = 0; h < s.heads; ++h) {
         for (int64_t i = 0; i < nr; i += kRows) {
           const int64_t n = std::min<int64_t>(kRows, nr - i);
-          row_block_probs(q, qs, kT.data(), bias_b, s, t16, scale, b, h, r0 + i, n, P.data());
-          for (int64_t r = 0; r < n; ++r) {
-            T* a = acc.data() + (i + r) * t16;
-            const T* p = P.data() + r * t16;
-            for (int64_t t = 0; t < s.keys; ++t) a[t] += p[t];
-          }
+          row_block_probs(q, qs, kT.data(), bias_b, s, t16, scale, b, h, r0 + i, n, P.data(), acc.data() + i * t16);
         }
       }
       for (int64_t r = 0; r < nr; ++r) {

@@ -12,10 +12,13 @@ namespace probs_mean_math {
 
 // exp for x <= 0 (scores minus their row max) as a branch-free polynomial the compiler can
 // vectorise (Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, 2^n built in the
-// exponent bits). Relative error about 2 ulp; below -87 it returns about 1e-38 instead of 0,
-// which is below float resolution next to the row sum (>= 1).
+// exponent bits). Relative error about 2 ulp. Below -80 it returns exactly 0 (exp(-80) is
+// 1.8e-35, far below float resolution next to a row sum >= 1), and the polynomial is evaluated
+// at -80 instead: exp(-87..-80) would be built from denormal 2^n, which costs microcode assists
+// on x86 (padding keys and masked tokens sit there).
 HOST_DEVICE float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
+  const bool underflow = x < -80.0f;
+  x = underflow ? -80.0f : x;
   const float n = std::floor(x * 1.44269504088896341f + 0.5f);
   const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -28,7 +31,7 @@ HOST_DEVICE float exp_nonpositive(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return underflow ? 0.0f : p * scale;
 }
 
 HOST_DEVICE double exp_nonpositive(double x) { return std::exp(x); }

@@ -113,8 +113,9 @@ __attribute__((always_inline)) inline float_x16 splat(float v) { return float_x1
 // extensions, so every clone gets a vector exp (auto-vectorisation of the scalar form fails on
 // the float->int conversion). Rounding to an integer uses the 1.5 * 2^23 trick instead of floor.
 __attribute__((always_inline)) inline float_x16 exp_nonpositive_x16(float_x16 x) {
-  const float_x16 lowest = splat(-87.0f);
-  x = x < lowest ? lowest : x;
+  const float_x16 lowest = splat(-80.0f);
+  const auto underflow = x < lowest;
+  x = underflow ? lowest : x;
   const float_x16 magic = splat(12582912.0f);
   const float_x16 n = (x * 1.44269504088896341f + magic) - magic;
   const float_x16 r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
@@ -126,20 +127,22 @@ __attribute__((always_inline)) inline float_x16 exp_nonpositive_x16(float_x16 x)
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const int_x16 bits = (__builtin_convertvector(n, int_x16) + 127) << 23;
-  return p * (float_x16)bits;  // a vector cast between equal sizes reinterprets the bits
+  const float_x16 value = p * (float_x16)bits;  // a vector cast between equal sizes reinterprets the bits
+  return underflow ? float_x16{} : value;
 }
 
-// s[0:n] += bias; s[n:n16] = -inf (padding keys); softmax over all n16 lanes, then either
-// written back into s (acc == nullptr) or added into acc[0:n16] (the forward's head sum: one
-// pass less than softmax-then-add).
-DAPO_CPU_CLONES void softmax_row(float* s, const float* bias, int64_t n, int64_t n16, float* acc = nullptr) {
-  if (bias != nullptr)
-    for (int64_t t = 0; t < n; ++t) s[t] += bias[t];
-  for (int64_t t = n; t < n16; ++t) s[t] = -std::numeric_limits<float>::infinity();
+// s[0:n16] += bias16 (the key bias, -inf on the padding keys n..n16); softmax over all n16
+// lanes, then either written back into s (acc == nullptr) or added into acc[0:n16] (the
+// forward's head sum: one pass less than softmax-then-add). Whole-vector loads and stores only:
+// scalar stores followed by overlapping vector loads would stall store forwarding every row.
+DAPO_CPU_CLONES void softmax_row(float* s, const float* bias16, int64_t /*n*/, int64_t n16, float* acc = nullptr) {
   float_x16 mx = splat(-std::numeric_limits<float>::infinity());
   for (int64_t t = 0; t < n16; t += kCols) {
-    float_x16 v;
+    float_x16 v, b;
     std::memcpy(&v, s + t, sizeof(v));
+    std::memcpy(&b, bias16 + t, sizeof(b));
+    v += b;
+    std::memcpy(s + t, &v, sizeof(v));
     mx = v > mx ? v : mx;
   }
   float m = mx[0];
@@ -163,9 +166,8 @@ DAPO_CPU_CLONES void softmax_row(float* s, const float* bias, int64_t n, int64_t
 }
 
 // double (tests, gradcheck): plain loops with std::exp
-void softmax_row(double* s, const double* bias, int64_t n, int64_t /*n16*/, double* acc = nullptr) {
-  if (bias != nullptr)
-    for (int64_t t = 0; t < n; ++t) s[t] += bias[t];
+void softmax_row(double* s, const double* bias16, int64_t n, int64_t /*n16*/, double* acc = nullptr) {
+  for (int64_t t = 0; t < n; ++t) s[t] += bias16[t];
   double m = -std::numeric_limits<double>::infinity();
   for (int64_t t = 0; t < n; ++t) m = s[t] > m ? s[t] : m;
   double sum = 0;
@@ -200,16 +202,23 @@ std::vector<T> transposed_keys(const T* k, const int64_t* ks, const Sizes& s, in
   return kT;
 }
 
+// bias16[0:T] = the key bias of sample b (0 without one), bias16[T:T16] = -inf (padding keys).
+template <typename T>
+void padded_bias(const T* bias, int64_t b, int64_t keys, int64_t t16, T* bias16) {
+  for (int64_t t = 0; t < keys; ++t) bias16[t] = bias != nullptr ? bias[b * keys + t] : T(0);
+  for (int64_t t = keys; t < t16; ++t) bias16[t] = -std::numeric_limits<T>::infinity();
+}
+
 // Probabilities of rows [i0, i0 + n) (n <= kRows) of head (b, h) into P[n][t16] (first T valid).
 // With acc (stride t16), the probabilities are added into acc's rows instead of kept in P.
 template <typename T>
-inline void row_block_probs(const T* q, const int64_t* qs, const T* kT, const T* bias_b, const Sizes& s, int64_t t16,
+inline void row_block_probs(const T* q, const int64_t* qs, const T* kT, const T* bias16, const Sizes& s, int64_t t16,
                             T scale, int64_t b, int64_t h, int64_t i0, int64_t n, T* P, T* acc = nullptr) {
   const T* base = q + b * qs[0] + h * qs[1];
   const T* rows[kRows];
   for (int r = 0; r < kRows; ++r) rows[r] = base + (i0 + (r < n ? r : 0)) * qs[2];
   gemm_rows(rows, kT + (b * s.heads + h) * s.dim * t16, s.dim, t16, t16, scale, P, t16);
-  for (int64_t r = 0; r < n; ++r) softmax_row(P + r * t16, bias_b, s.keys, t16, acc != nullptr ? acc + r * t16 : nullptr);
+  for (int64_t r = 0; r < n; ++r) softmax_row(P + r * t16, bias16, s.keys, t16, acc != nullptr ? acc + r * t16 : nullptr);
 }
 
 // out[b, i, :] (= or +=) weight/heads * sum_h P[b, h, i, :]
@@ -223,16 +232,18 @@ void forward_kernel(const T* q, const int64_t* qs, const T* k, const int64_t* ks
   at::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> acc(static_cast<size_t>(kRowTile * t16));
     std::vector<T> P(static_cast<size_t>(kRows * t16));
+    std::vector<T> bias16(static_cast<size_t>(t16));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / tiles;
       const int64_t r0 = (task % tiles) * kRowTile;
       const int64_t nr = std::min(kRowTile, s.rows - r0);
-      const T* bias_b = bias != nullptr ? bias + b * s.keys : nullptr;
+      padded_bias(bias, b, s.keys, t16, bias16.data());
       std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t h = 0; h < s.heads; ++h) {
         for (int64_t i = 0; i < nr; i += kRows) {
           const int64_t n = std::min<int64_t>(kRows, nr - i);
-          row_block_probs(q, qs, kT.data(), bias_b, s, t16, scale, b, h, r0 + i, n, P.data(), acc.data() + i * t16);
+          row_block_probs(q, qs, kT.data(), bias16.data(), s, t16, scale, b, h, r0 + i, n, P.data(),
+                          acc.data() + i * t16);
         }
       }
       for (int64_t r = 0; r < nr; ++r) {
@@ -267,16 +278,17 @@ void backward_kernel(const T* grad, const int64_t* gs, const T* q, const int64_t
     std::vector<T> qpad(static_cast<size_t>(hw16 * d16), T(0));
     std::vector<T> out(static_cast<size_t>(std::max(s.rows, t16) * d16));
     std::vector<T> tmp(static_cast<size_t>(kRows * d16));
+    std::vector<T> bias16(static_cast<size_t>(t16));
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.heads, h = bh % s.heads;
-      const T* bias_b = bias != nullptr ? bias + b * s.keys : nullptr;
+      padded_bias(bias, b, s.keys, t16, bias16.data());
       const T* kbh = k + b * ks[0] + h * ks[1];
       const T* qbh = q + b * qs[0] + h * qs[1];
       for (int64_t t = 0; t < s.keys; ++t) std::memcpy(kpad.data() + t * d16, kbh + t * ks[2], sizeof(T) * s.dim);
       for (int64_t i = 0; i < s.rows; ++i) std::memcpy(qpad.data() + i * d16, qbh + i * qs[2], sizeof(T) * s.dim);
       for (int64_t i0 = 0; i0 < s.rows; i0 += kRows) {
         const int64_t n = std::min<int64_t>(kRows, s.rows - i0);
-        row_block_probs(q, qs, kT.data(), bias_b, s, t16, scale, b, h, i0, n, P.data());
+        row_block_probs(q, qs, kT.data(), bias16.data(), s, t16, scale, b, h, i0, n, P.data());
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r;
           const T* p = P.data() + r * t16;

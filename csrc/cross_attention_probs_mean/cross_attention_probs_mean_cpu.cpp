@@ -190,13 +190,22 @@ struct Sizes {
 // kT[b, h] = transpose(k[b, h]) padded with zero columns to a multiple of kCols: [B*H, d, T16].
 template <typename T>
 std::vector<T> transposed_keys(const T* k, const int64_t* ks, const Sizes& s, int64_t t16) {
-  std::vector<T> kT(static_cast<size_t>(s.batch * s.heads * s.dim * t16), T(0));
+  std::vector<T> kT(static_cast<size_t>(s.batch * s.heads * s.dim * t16));
   at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
     for (int64_t bh = begin; bh < end; ++bh) {
       const T* src = k + (bh / s.heads) * ks[0] + (bh % s.heads) * ks[1];
       T* dst = kT.data() + bh * s.dim * t16;
-      for (int64_t t = 0; t < s.keys; ++t)
-        for (int64_t c = 0; c < s.dim; ++c) dst[c * t16 + t] = src[t * ks[2] + c];
+      // blocks of kCols keys: each destination row segment is written whole (contiguous), the
+      // kCols source rows stay in L1 while their columns are gathered
+      for (int64_t tb = 0; tb < t16; tb += kCols) {
+        const int64_t nt = std::min<int64_t>(kCols, s.keys - tb);
+        const T* rows[kCols];
+        for (int j = 0; j < kCols; ++j) rows[j] = src + (tb + (j < nt ? j : 0)) * ks[2];
+        for (int64_t c = 0; c < s.dim; ++c) {
+          T* out = dst + c * t16 + tb;
+          for (int j = 0; j < kCols; ++j) out[j] = j < nt ? rows[j][c] : T(0);
+        }
+      }
     }
   });
   return kT;

@@ -6,3 +6,8 @@ from dapo_fast.ops._backend import BACKENDS, use_backend
 from dapo_fast.ops.roi_align import RoIAlign, roi_align
 
 __all__ = ["BACKENDS", "use_backend", "roi_align", "RoIAlign"]
+from dapo_fast.ops.box_iou import box_accuracy, box_iou
+from dapo_fast.ops.heatmap_to_box import heatmap_to_box
+from dapo_fast.ops.pointing_game import pointing_game, pointing_game_masks, resized_argmax
+
+__all__ += ["box_iou", "box_accuracy", "heatmap_to_box", "pointing_game", "pointing_game_masks", "resized_argmax"]

@@ -11,3 +11,8 @@ from dapo_fast.ops.heatmap_to_box import heatmap_to_box
 from dapo_fast.ops.pointing_game import pointing_game, pointing_game_masks, resized_argmax
 
 __all__ += ["box_iou", "box_accuracy", "heatmap_to_box", "pointing_game", "pointing_game_masks", "resized_argmax"]
+from dapo_fast.ops.proposal_alignment import proposal_alignment
+from dapo_fast.ops.region_ambiguity import region_ambiguity
+from dapo_fast.ops.soft_iou import soft_iou
+
+__all__ += ["proposal_alignment", "region_ambiguity", "soft_iou"]

@@ -26,7 +26,7 @@ inline void axpy(int64_t n, acc_t a, const acc_t* x, acc_t* y) {
 }
 
 template <typename scalar_t, typename mask_t>
-void soft_iou_kernel(const scalar_t* grad, const scalar_t* response, const mask_t* masks, int64_t b_count,
+void soft_iou_kernel(bool backward, const scalar_t* grad, const scalar_t* response, const mask_t* masks, int64_t b_count,
                      int64_t s_count, int64_t p_count, int64_t hw, int variant, double eps_d, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t eps = static_cast<acc_t>(eps_d);
@@ -40,7 +40,7 @@ void soft_iou_kernel(const scalar_t* grad, const scalar_t* response, const mask_
         const int64_t bs = b * s_count + s;
         pcnet_cpu::stage_map(response + bs * hw, hw, r);
         const acc_t sum_r = pcnet_vec::sum(r.data(), hw);
-        if (grad == nullptr) {
+        if (!backward) {
           for (int64_t p = 0; p < p_count; ++p) {
             const acc_t inter = pcnet_vec::dot(r.data(), m.data() + p * hw, hw);
             out[bs * p_count + p] =
@@ -85,7 +85,7 @@ at::Tensor run(const at::Tensor* grad_in, const at::Tensor& response_in, const a
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, response.scalar_type(), "soft_iou_cpu", [&] {
     pcnet_cpu::dispatch_mask<scalar_t>(masks, [&](auto tag) {
       using mask_t = decltype(tag);
-      soft_iou_kernel<scalar_t, mask_t>(grad_in == nullptr ? nullptr : grad.data_ptr<scalar_t>(),
+      soft_iou_kernel<scalar_t, mask_t>(grad_in != nullptr, grad_in == nullptr ? nullptr : grad.data_ptr<scalar_t>(),
                                         response.data_ptr<scalar_t>(), pcnet_cpu::mask_ptr<mask_t>(masks), b, s, p,
                                         hw, variant, eps, out.data_ptr<scalar_t>());
     });

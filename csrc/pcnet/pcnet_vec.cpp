@@ -1,5 +1,6 @@
 #include "pcnet_vec.h"
 
+#include <cstring>
 #include <limits>
 
 #include "../common/cpu_clones.h"
@@ -10,23 +11,42 @@ namespace {
 
 constexpr int kLanes = 8;
 
+// GCC/Clang vector extensions: the compiler does not vectorise a float max reduction written
+// with ?: on scalars (it would have to assume no NaN), so spell the vector out. The maximum is
+// exact whatever the order, so the lane split cannot change the result.
+template <typename T>
+struct Vec {
+  static constexpr int kWidth = 32 / sizeof(T);
+  typedef T type __attribute__((vector_size(32)));
+};
+
 template <typename T>
 inline T max_product_impl(const T* __restrict a, const T* __restrict b, int64_t n) {
-  T acc[kLanes];
-  for (int j = 0; j < kLanes; ++j) acc[j] = -std::numeric_limits<T>::infinity();
+  using V = typename Vec<T>::type;
+  constexpr int W = Vec<T>::kWidth;
+  const T lowest = -std::numeric_limits<T>::infinity();
+  V acc0, acc1;
+  for (int j = 0; j < W; ++j) acc0[j] = lowest, acc1[j] = lowest;
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const T v = a[i + j] * b[i + j];
-      acc[j] = v > acc[j] ? v : acc[j];
-    }
+  for (; i + 2 * W <= n; i += 2 * W) {
+    V a0, b0, a1, b1;
+    std::memcpy(&a0, a + i, sizeof(V));
+    std::memcpy(&b0, b + i, sizeof(V));
+    std::memcpy(&a1, a + i + W, sizeof(V));
+    std::memcpy(&b1, b + i + W, sizeof(V));
+    const V v0 = a0 * b0, v1 = a1 * b1;
+    acc0 = v0 > acc0 ? v0 : acc0;
+    acc1 = v1 > acc1 ? v1 : acc1;
+  }
+  T best = lowest;
+  for (int j = 0; j < W; ++j) {
+    best = acc0[j] > best ? acc0[j] : best;
+    best = acc1[j] > best ? acc1[j] : best;
   }
   for (; i < n; ++i) {
     const T v = a[i] * b[i];
-    acc[0] = v > acc[0] ? v : acc[0];
+    best = v > best ? v : best;
   }
-  T best = acc[0];
-  for (int j = 1; j < kLanes; ++j) best = acc[j] > best ? acc[j] : best;
   return best;
 }
 

@@ -16,3 +16,8 @@ from dapo_fast.ops.region_ambiguity import region_ambiguity
 from dapo_fast.ops.soft_iou import soft_iou
 
 __all__ += ["proposal_alignment", "region_ambiguity", "soft_iou"]
+from dapo_fast.ops.box_coder import box_decode, box_encode
+from dapo_fast.ops.self_taught_targets import self_taught_targets
+from dapo_fast.ops.weighted_smooth_l1 import weighted_smooth_l1
+
+__all__ += ["box_encode", "box_decode", "self_taught_targets", "weighted_smooth_l1"]

@@ -16,10 +16,6 @@ from dapo_fast.ops._reference import grounding_metrics as _reference
 __all__ = ["box_iou", "box_accuracy"]
 
 
-def _has_cpp() -> bool:
-    return _extension.HAS_C and hasattr(torch.ops.dapo_fast, "box_iou")
-
-
 def box_iou(a: Tensor, b: Tensor, *, backend: str = "auto") -> Tensor:
     """Pairwise IoU.
 
@@ -28,7 +24,8 @@ def box_iou(a: Tensor, b: Tensor, *, backend: str = "auto") -> Tensor:
         b: Tensor[M, 4] or Tensor[B, M, 4] (same rank and batch size as ``a``), same dtype.
 
     Returns:
-        Tensor[N, M] (or [B, N, M]) of a's dtype. Differentiable (reference formula's gradient).
+        Tensor[N, M] (or [B, N, M]) of a's dtype. The kernel has no backward: when a or b needs a
+        gradient, auto runs the (differentiable) reference.
     """
     _checks.tensor(a, "a")
     _checks.tensor(b, "b", device=a.device)
@@ -38,7 +35,10 @@ def box_iou(a: Tensor, b: Tensor, *, backend: str = "auto") -> Tensor:
         raise ValueError(f"b must have shape {'[B, M, 4] with B = a.shape[0]' if a.dim() == 3 else '[M, 4]'} "
                          f"like a {tuple(a.shape)}, got {tuple(b.shape)}")
     _checks.same_dtype(a, "a", b, "b")
-    chosen = _backend.resolve(backend, a.device, has_cpp=_has_cpp(), has_triton=False)
+    needs_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    if needs_grad and backend == "auto":
+        backend = "reference"
+    chosen = _backend.resolve(backend, a.device, has_triton=False)
     if chosen == "reference":
         return _reference.box_iou(a, b)
     if a.dim() == 2:
@@ -57,7 +57,7 @@ def box_accuracy(pred_boxes: Tensor, gt_boxes: Union[Tensor, Sequence[Tensor]], 
     Returns:
         Tensor[N] bool; a map without ground-truth boxes is a miss. Computed in float64.
     """
-    from dapo_fast.ops.pointing_game import _any_per_owner, _boxes_and_owner
+    from dapo_fast.ops.pointing_game import _any_per_owner, _boxes_and_owner  # noqa: PLC0415 (import cycle)
 
     _checks.tensor(pred_boxes, "pred_boxes", dtypes=None)
     if pred_boxes.dim() != 2 or pred_boxes.shape[1] != 4:
@@ -70,3 +70,11 @@ def box_accuracy(pred_boxes: Tensor, gt_boxes: Union[Tensor, Sequence[Tensor]], 
     inter = wh[:, 0] * wh[:, 1]
     union = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1]) + (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1]) - inter
     return _any_per_owner(inter / union >= threshold, owner, n)
+
+
+def _fake(a, b):
+    return a.new_empty((a.shape[0], a.shape[1], b.shape[1]))
+
+
+if _extension.HAS_C:
+    torch.library.register_fake("dapo_fast::box_iou", _fake)

@@ -68,3 +68,15 @@ def test_bad_inputs():
         box_accuracy(torch.zeros(3, 5), [torch.zeros(1, 4)] * 3)
     with pytest.raises(ValueError, match="gt_boxes"):
         box_accuracy(torch.zeros(3, 4), [torch.zeros(1, 4)] * 2)
+
+
+def test_cpu_kernel_opcheck_and_grad_fallback(seed):
+    a, b = random_boxes(3, 9), random_boxes(3, 6)
+    torch.library.opcheck(torch.ops.dapo_fast.box_iou.default, (a, b))
+    torch.testing.assert_close(box_iou(a, b, backend="cpu"), ref.box_iou(a, b), **TOL[torch.float32])
+    ag = a.clone().requires_grad_()
+    out = box_iou(ag, b)  # auto + requires_grad: the differentiable reference
+    out.sum().backward()
+    assert ag.grad is not None and ag.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="b must"):
+        torch.ops.dapo_fast.box_iou(a, random_boxes(2, 6))

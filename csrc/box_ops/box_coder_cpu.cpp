@@ -6,6 +6,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../common/grain.h"
 #include "box_ops_checks.h"
 
 namespace dapo_fast {
@@ -14,7 +15,7 @@ namespace {
 // Runs f(row, in0[4], in1[4], in2[4] (optional), outs...) for every row in acc_t.
 template <typename scalar_t, typename F>
 void for_rows(int64_t rows, F&& f) {
-  at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows, grain_for(40), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) f(r);
   });
 }

@@ -6,6 +6,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../common/grain.h"
 #include "box_ops_checks.h"
 
 namespace dapo_fast {
@@ -26,7 +27,7 @@ at::Tensor box_iou_cpu(const at::Tensor& a_in, const at::Tensor& b_in) {
     const scalar_t* pa = a.data_ptr<scalar_t>();
     const scalar_t* pb = b.data_ptr<scalar_t>();
     scalar_t* po = out.data_ptr<scalar_t>();
-    at::parallel_for(0, batch * n, 64, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, batch * n, grain_for(20 * m), [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t img = row / n;
         acc_t ra[4];

@@ -6,6 +6,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../common/grain.h"
 #include "box_ops_checks.h"
 
 namespace dapo_fast {
@@ -33,7 +34,7 @@ std::tuple<at::Tensor, at::Tensor> self_taught_targets_cpu(const at::Tensor& box
     const scalar_t* pscore = scores.data_ptr<scalar_t>();
     scalar_t* pd = deltas.data_ptr<scalar_t>();
     scalar_t* pw = weights.data_ptr<scalar_t>();
-    at::parallel_for(0, b * p, 16, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, b * p, grain_for(40 * j), [&](int64_t begin, int64_t end) {
       for (int64_t bp = begin; bp < end; ++bp) {
         const int64_t img = bp / p;
         const scalar_t* s = pscore + bp * j;

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../common/grain.h"
 #include "../common/checks.h"
 #include "heatmap_to_box_common.h"
 
@@ -139,7 +140,7 @@ at::Tensor heatmap_to_box_cpu(const at::Tensor& heatmaps_in, double rel_threshol
   float* out_ptr = out.data_ptr<float>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, heatmaps.scalar_type(), "heatmap_to_box_cpu", [&] {
     const scalar_t* maps = heatmaps.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, n, grain_for(20 * h * w), [&](int64_t begin, int64_t end) {
       Scratch s;
       for (int64_t i = begin; i < end; ++i)
         box_of_map(maps + i * h * w, h, w, rel_threshold, conf_threshold, tozero, out_ptr + 4 * i, s);

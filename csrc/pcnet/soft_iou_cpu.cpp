@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/grain.h"
 #include "../common/cpu_vec.h"
 #include "pcnet_checks.h"
 #include "pcnet_common.h"
@@ -30,7 +31,7 @@ void soft_iou_kernel(bool backward, const scalar_t* grad, const scalar_t* respon
                      int64_t s_count, int64_t p_count, int64_t hw, int variant, double eps_d, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t eps = static_cast<acc_t>(eps_d);
-  at::parallel_for(0, b_count, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, b_count, grain_for((s_count + 1) * p_count * hw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> m, r, mask_sum, g;
     for (int64_t b = begin; b < end; ++b) {
       pcnet_cpu::stage_masks(masks + b * p_count * hw, static_cast<const bool*>(nullptr), p_count, hw, m);

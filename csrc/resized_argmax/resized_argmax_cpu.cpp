@@ -14,6 +14,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../common/grain.h"
 #include "resized_argmax_checks.h"
 #include "resized_argmax_common.h"
 
@@ -130,7 +131,7 @@ at::Tensor resized_argmax_cpu(const at::Tensor& heatmaps_in, const at::Tensor& s
   int64_t* out_ptr = out.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, heatmaps.scalar_type(), "resized_argmax_cpu", [&] {
     const scalar_t* maps = heatmaps.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, n, grain_for(h * w * 2 + size_ptr[0] + size_ptr[1]), [&](int64_t begin, int64_t end) {
       std::vector<double> src;
       std::vector<Tap> ty, tx;
       std::vector<int> rf, rl, cf, cl;

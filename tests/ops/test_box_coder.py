@@ -95,3 +95,17 @@ def test_bad_inputs():
         box_decode(torch.zeros(3, 4), torch.zeros(3, 4, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="weights"):
         torch.ops.dapo_fast.box_encode(torch.zeros(3, 4), torch.zeros(3, 4), [1.0, 2.0])
+
+
+@pytest.mark.cuda
+def test_cuda_matches_reference(seed):
+    proposals, targets, deltas = random_boxes(20), random_boxes(20), torch.randn(20, 4)
+    for fn, args in ((box_encode, (proposals, targets)), (box_decode, (deltas, proposals))):
+        xs = [a.cuda().requires_grad_() for a in args]
+        ys = [a.clone().requires_grad_() for a in args]
+        got, want = fn(*xs), fn(*ys, backend="reference")
+        torch.testing.assert_close(got.cpu(), want, **TOL[torch.float32])
+        gg = torch.autograd.grad(got.sum(), xs)
+        gw = torch.autograd.grad(want.sum(), ys)
+        for a, b in zip(gg, gw):
+            torch.testing.assert_close(a.cpu(), b, rtol=1e-4, atol=1e-4)

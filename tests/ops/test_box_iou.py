@@ -80,3 +80,11 @@ def test_cpu_kernel_opcheck_and_grad_fallback(seed):
     assert ag.grad is not None and ag.grad.abs().sum() > 0
     with pytest.raises(RuntimeError, match="b must"):
         torch.ops.dapo_fast.box_iou(a, random_boxes(2, 6))
+
+
+@pytest.mark.cuda
+def test_cuda_matches_torchvision(seed):
+    a, b = random_boxes(2, 30), random_boxes(2, 17)
+    got = box_iou(a.cuda(), b.cuda())
+    for i in range(2):
+        torch.testing.assert_close(got[i].cpu(), torchvision.ops.box_iou(a[i], b[i]), **TOL[torch.float32])

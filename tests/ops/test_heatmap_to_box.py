@@ -101,3 +101,10 @@ def test_bad_inputs():
         heatmap_to_box(torch.rand(2, 0, 4))
     with pytest.raises(RuntimeError, match="heatmaps"):
         torch.ops.dapo_fast.heatmap_to_box(torch.rand(4, 4), 0.5, 0.5, False)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_reference(seed):
+    maps = mixed_maps(60, 37, 45, torch.Generator().manual_seed(seed))
+    assert torch.equal(heatmap_to_box(maps.cuda()).cpu(), reference(maps))
+    torch.library.opcheck(torch.ops.dapo_fast.heatmap_to_box.default, (maps.cuda(), 0.5, 0.5, False))

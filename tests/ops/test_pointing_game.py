@@ -143,3 +143,11 @@ def test_bad_inputs():
         resized_argmax(torch.rand(1, 4, 4), [0, 4])
     with pytest.raises(RuntimeError, match="sizes"):
         torch.ops.dapo_fast.resized_argmax(torch.rand(2, 4, 4), torch.ones(3, 2, dtype=torch.long))
+
+
+@pytest.mark.cuda
+def test_cuda_matches_reference(seed):
+    maps = mixed_maps(30, 13, 17, torch.Generator().manual_seed(seed))
+    sizes = random_sizes(30)
+    assert torch.equal(resized_argmax(maps.cuda(), sizes.cuda()).cpu(), ref.resized_argmax(maps, sizes))
+    torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps.cuda(), sizes.cuda()))

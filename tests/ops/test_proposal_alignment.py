@@ -85,3 +85,15 @@ def test_bad_inputs():
     with pytest.raises(RuntimeError, match="masks"):
         torch.ops.dapo_fast.proposal_alignment(torch.rand(2, 3, 5, 5), torch.zeros(2, 4, 5, 5, dtype=torch.int32),
                                                torch.ones(2, 4, dtype=torch.bool))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mask_kind", ["bool", "float"])
+def test_cuda_matches_reference(seed, mask_kind):
+    response, masks, valid = make(mask_kind=mask_kind)
+    want = fwd_bwd(ref.proposal_alignment, response, masks, valid)
+    got = fwd_bwd(proposal_alignment, response.cuda(), masks.cuda(), valid.cuda())
+    torch.testing.assert_close(got[0].cpu(), want[0], **TOL[torch.float32])
+    torch.testing.assert_close(got[1].cpu(), want[1], **TOL[torch.float32])
+    torch.library.opcheck(torch.ops.dapo_fast.proposal_alignment.default,
+                          (response.cuda().requires_grad_(), masks.cuda(), valid.cuda()))

@@ -80,3 +80,12 @@ def test_bad_inputs():
         self_taught_targets(torch.zeros(2, 5, 3), torch.zeros(2, 3, 5))
     with pytest.raises(RuntimeError, match="scores"):
         torch.ops.dapo_fast.self_taught_targets(torch.zeros(2, 5, 4), torch.zeros(2, 3, 4), 0.6, 0.1, [1.0] * 4)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_loop(seed):
+    boxes, scores = clustered_boxes(10, 50), torch.rand(10, 5, 50)
+    d, w = self_taught_targets(boxes.cuda(), scores.cuda())
+    want_d, want_w = per_phrase_loop(boxes, scores)
+    assert torch.equal(w.cpu(), want_w)
+    torch.testing.assert_close(d.cpu(), want_d, **TOL[torch.float32])

@@ -63,3 +63,15 @@ def test_bad_inputs():
     with pytest.raises(RuntimeError, match="grad"):
         torch.ops.dapo_fast.soft_iou_backward(torch.ones(1, 1, 3), torch.rand(1, 1, 2, 2), torch.ones(1, 1, 2, 2),
                                               "iou", 1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("variant", ["iou", "half_dice"])
+def test_cuda_matches_reference(seed, variant):
+    response, masks, _ = make(mask_kind="uint8")
+    want = fwd_bwd(ref.soft_iou, response, masks, variant)
+    got = fwd_bwd(soft_iou, response.cuda(), masks.cuda(), variant)
+    torch.testing.assert_close(got[0].cpu(), want[0], **TOL[torch.float32])
+    torch.testing.assert_close(got[1].cpu(), want[1], **TOL[torch.float32])
+    torch.library.opcheck(torch.ops.dapo_fast.soft_iou.default, (response.cuda().requires_grad_(), masks.cuda(),
+                                                                variant, 1e-5))

@@ -58,3 +58,16 @@ def test_bad_inputs():
         weighted_smooth_l1(torch.zeros(3, 4), torch.zeros(3, 4), torch.zeros(3), reduction="avg")
     with pytest.raises(ValueError, match="beta"):
         weighted_smooth_l1(torch.zeros(3, 4), torch.zeros(3, 4), torch.zeros(3), beta=-1.0)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_cuda_matches_reference(seed, reduction):
+    x = torch.randn(300, 4, requires_grad=True)
+    y, w = torch.randn(300, 4), torch.rand(300)
+    want = weighted_smooth_l1(x, y, w, 0.5, reduction, backend="reference")
+    xc = x.detach().cuda().requires_grad_()
+    got = weighted_smooth_l1(xc, y.cuda(), w.cuda(), 0.5, reduction)
+    torch.testing.assert_close(got.cpu(), want, **TOL[torch.float32])
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), xc)[0].cpu(), torch.autograd.grad(want.sum(), x)[0],
+                               **TOL[torch.float32])

@@ -1,5 +1,6 @@
-// heatmap_to_box CPU kernel: parallel over maps; per map a raster-order union-find labelling
-// (8-connectivity), one box per component, confidences summed directly over each box in
+// heatmap_to_box CPU kernel: parallel over maps. Per map: normalise, cut each row into runs of
+// kept pixels, union-find over runs (8-connectivity: runs of consecutive rows that overlap or
+// touch diagonally), one box per component, confidences summed directly over each box in
 // double, then the union of the surviving boxes.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -21,7 +22,8 @@ using namespace heatmap_to_box_math;
 
 struct Scratch {
   std::vector<double> norm;
-  std::vector<int> parent;  // union-find over pixels; -1 = background
+  std::vector<int> run_start, run_end, run_row, run_parent;  // runs of kept pixels, row by row
+  std::vector<int> row_first_run;                           // runs of row y: [row_first_run[y], row_first_run[y + 1])
   std::vector<int> component;
   std::vector<int> x0, y0, x1, y1;
 };
@@ -49,7 +51,7 @@ void box_of_map(const scalar_t* map, int h, int w, double rel_threshold, double 
   bool has_nan = false;
   for (int i = 0; i < n; ++i) {
     const double v = static_cast<double>(map[i]);
-    if (v != v) has_nan = true;
+    has_nan |= v != v;
     lo = v < lo ? v : lo;
     hi = v > hi ? v : hi;
   }
@@ -57,58 +59,70 @@ void box_of_map(const scalar_t* map, int h, int w, double rel_threshold, double 
     for (int k = 0; k < 4; ++k) out[k] = NAN;
     return;
   }
+  // Normalised map, and the runs of kept pixels (maximal horizontal segments) of every row.
   s.norm.resize(n);
-  s.parent.resize(n);
-  for (int i = 0; i < n; ++i) {
-    const double v = normalise(static_cast<double>(map[i]), lo, hi);
-    s.norm[i] = v;
-    s.parent[i] = v >= rel_threshold ? i : -1;
-  }
-  // Raster scan: join each foreground pixel with its already-visited neighbours W, NW, N, NE.
+  s.run_start.clear(), s.run_end.clear(), s.run_row.clear();
+  s.row_first_run.assign(h + 1, 0);
   for (int y = 0; y < h; ++y) {
-    for (int x = 0; x < w; ++x) {
-      const int i = y * w + x;
-      if (s.parent[i] < 0) continue;
-      if (x > 0 && s.parent[i - 1] >= 0) unite(s.parent, i, i - 1);
-      if (y > 0) {
-        const int up = i - w;
-        if (x > 0 && s.parent[up - 1] >= 0) unite(s.parent, i, up - 1);
-        if (s.parent[up] >= 0) unite(s.parent, i, up);
-        if (x + 1 < w && s.parent[up + 1] >= 0) unite(s.parent, i, up + 1);
-      }
+    s.row_first_run[y] = static_cast<int>(s.run_start.size());
+    const scalar_t* src = map + static_cast<int64_t>(y) * w;
+    double* row = s.norm.data() + static_cast<int64_t>(y) * w;
+    for (int x = 0; x < w; ++x) row[x] = normalise(static_cast<double>(src[x]), lo, hi);
+    int x = 0;
+    while (x < w) {
+      while (x < w && !(row[x] >= rel_threshold)) ++x;
+      if (x == w) break;
+      const int begin = x;
+      while (x < w && row[x] >= rel_threshold) ++x;
+      s.run_start.push_back(begin), s.run_end.push_back(x), s.run_row.push_back(y);
     }
   }
-  // Component boxes (inclusive-exclusive, like cv2 stats x, y, x + w, y + h).
-  s.component.assign(n, -1);
-  s.x0.clear(), s.y0.clear(), s.x1.clear(), s.y1.clear();
-  for (int y = 0; y < h; ++y) {
-    for (int x = 0; x < w; ++x) {
-      const int i = y * w + x;
-      if (s.parent[i] < 0) continue;
-      const int root = find_root(s.parent, i);
-      int c = s.component[root];
-      if (c < 0) {
-        c = s.component[root] = static_cast<int>(s.x0.size());
-        s.x0.push_back(x), s.y0.push_back(y), s.x1.push_back(x + 1), s.y1.push_back(y + 1);
-      } else {
-        if (x < s.x0[c]) s.x0[c] = x;
-        if (x + 1 > s.x1[c]) s.x1[c] = x + 1;
-        s.y1[c] = y + 1;  // raster order: y only grows
-      }
-    }
-  }
-  const int count = static_cast<int>(s.x0.size());
-  if (count == 0) {  // only when rel_threshold > 1
+  s.row_first_run[h] = static_cast<int>(s.run_start.size());
+  const int runs = s.row_first_run[h];
+  if (runs == 0) {  // only when rel_threshold > 1
     for (int k = 0; k < 4; ++k) out[k] = NAN;
     return;
   }
+  // Union runs of consecutive rows that touch with 8-connectivity: [a, b) and [c, d) touch when
+  // c <= b and a <= d (they overlap or meet at a diagonal).
+  s.run_parent.resize(runs);
+  for (int r = 0; r < runs; ++r) s.run_parent[r] = r;
+  for (int y = 1; y < h; ++y) {
+    int p = s.row_first_run[y - 1];
+    const int p_end = s.row_first_run[y];
+    for (int r = s.row_first_run[y]; r < s.row_first_run[y + 1]; ++r) {
+      while (p < p_end && s.run_end[p] < s.run_start[r]) ++p;  // runs ending left of the diagonal
+      for (int q = p; q < p_end && s.run_start[q] <= s.run_end[r]; ++q) unite(s.run_parent, r, q);
+    }
+  }
+  // Component boxes (inclusive-exclusive, like cv2 stats x, y, x + w, y + h).
+  s.component.assign(runs, -1);
+  s.x0.clear(), s.y0.clear(), s.x1.clear(), s.y1.clear();
+  for (int r = 0; r < runs; ++r) {
+    const int root = find_root(s.run_parent, r);
+    int c = s.component[root];
+    if (c < 0) {
+      c = s.component[root] = static_cast<int>(s.x0.size());
+      s.x0.push_back(s.run_start[r]), s.y0.push_back(s.run_row[r]);
+      s.x1.push_back(s.run_end[r]), s.y1.push_back(s.run_row[r] + 1);
+    } else {
+      if (s.run_start[r] < s.x0[c]) s.x0[c] = s.run_start[r];
+      if (s.run_end[r] > s.x1[c]) s.x1[c] = s.run_end[r];
+      s.y1[c] = s.run_row[r] + 1;  // runs come in row order
+    }
+  }
+  const int count = static_cast<int>(s.x0.size());
   std::vector<double> conf(count);
   double best = -INFINITY;
   for (int c = 0; c < count; ++c) {
     double sum = 0.0;
     for (int y = s.y0[c]; y < s.y1[c]; ++y) {
       const double* row = s.norm.data() + static_cast<int64_t>(y) * w;
-      for (int x = s.x0[c]; x < s.x1[c]; ++x) sum += pixel_score(row[x], rel_threshold, tozero);
+      if (tozero) {
+        for (int x = s.x0[c]; x < s.x1[c]; ++x) sum += pixel_score(row[x], rel_threshold, true);
+      } else {
+        for (int x = s.x0[c]; x < s.x1[c]; ++x) sum += row[x];
+      }
     }
     conf[c] = sum / static_cast<double>((s.x1[c] - s.x0[c]) * (s.y1[c] - s.y0[c]));
     best = conf[c] > best ? conf[c] : best;

@@ -74,7 +74,40 @@ inline T sum_impl(const T* __restrict a, int64_t n) {
   return s;
 }
 
+template <typename T>
+inline void top2_impl(const T* __restrict v, int p, T* __restrict max1, int* __restrict idx1, T* __restrict max2,
+                      int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T x = v[i], m1 = max1[i], m2 = max2[i];
+    const bool above = x > m1;
+    max2[i] = above ? m1 : (x > m2 ? x : m2);
+    idx1[i] = above ? p : idx1[i];
+    max1[i] = above ? x : m1;
+  }
+}
+
+template <typename T>
+inline void union_impl(const T* __restrict max1, const int* __restrict idx1, const T* __restrict max2, int exclude,
+                       T* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = idx1[i] == exclude ? max2[i] : max1[i];
+}
+
 }  // namespace
+
+DAPO_CPU_CLONES void top2_update(const float* v, int p, float* max1, int* idx1, float* max2, int64_t n) {
+  top2_impl(v, p, max1, idx1, max2, n);
+}
+DAPO_CPU_CLONES void top2_update(const double* v, int p, double* max1, int* idx1, double* max2, int64_t n) {
+  top2_impl(v, p, max1, idx1, max2, n);
+}
+DAPO_CPU_CLONES void union_without(const float* max1, const int* idx1, const float* max2, int exclude, float* out,
+                                   int64_t n) {
+  union_impl(max1, idx1, max2, exclude, out, n);
+}
+DAPO_CPU_CLONES void union_without(const double* max1, const int* idx1, const double* max2, int exclude, double* out,
+                                   int64_t n) {
+  union_impl(max1, idx1, max2, exclude, out, n);
+}
 
 DAPO_CPU_CLONES float max_product(const float* a, const float* b, int64_t n) { return max_product_impl(a, b, n); }
 DAPO_CPU_CLONES double max_product(const double* a, const double* b, int64_t n) { return max_product_impl(a, b, n); }

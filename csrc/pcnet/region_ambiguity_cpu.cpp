@@ -32,7 +32,7 @@ void region_ambiguity_kernel(const scalar_t* response, const mask_t* masks, cons
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t eps = static_cast<acc_t>(eps_d);
   at::parallel_for(0, b_count, grain_for((s_count + 1) * p_count * hw), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> m, r, max1, max2;
+    std::vector<acc_t> m, r, max1, max2, bg;
     std::vector<int> idx1;
     for (int64_t b = begin; b < end; ++b) {
       const bool* vb = valid + b * p_count;
@@ -42,8 +42,7 @@ void region_ambiguity_kernel(const scalar_t* response, const mask_t* masks, cons
       idx1.assign(hw, -1);
       for (int64_t p = 0; p < p_count; ++p) {
         if (!vb[p]) continue;
-        const acc_t* mp = m.data() + p * hw;
-        for (int64_t i = 0; i < hw; ++i) top2_push(mp[i], static_cast<int>(p), max1[i], idx1[i], max2[i]);
+        pcnet_vec::top2_update(m.data() + p * hw, static_cast<int>(p), max1.data(), idx1.data(), max2.data(), hw);
       }
       for (int64_t s = 0; s < s_count; ++s) {
         const int64_t bs = b * s_count + s;
@@ -64,13 +63,10 @@ void region_ambiguity_kernel(const scalar_t* response, const mask_t* masks, cons
           sum_f = pcnet_vec::sum(mf, hw);
         }
         // background union at each pixel: the top value unless the foreground holds it
-        acc_t part_ib[8] = {}, part_sb[8] = {};
-        for (int64_t i = 0; i < hw; ++i) {
-          const acc_t mb = idx1[i] == fg ? max2[i] : max1[i];
-          part_ib[i & 7] += r[i] * mb;
-          part_sb[i & 7] += mb;
-        }
-        for (int j = 0; j < 8; ++j) inter_b += part_ib[j], sum_b += part_sb[j];
+        bg.resize(hw);
+        pcnet_vec::union_without(max1.data(), idx1.data(), max2.data(), fg, bg.data(), hw);
+        inter_b = pcnet_vec::dot(r.data(), bg.data(), hw);
+        sum_b = pcnet_vec::sum(bg.data(), hw);
         const acc_t den_f = soft_denominator(inter_f, sum_r, sum_f, variant, eps);
         const acc_t den_b = soft_denominator(inter_b, sum_r, sum_b, variant, eps);
         const acc_t iou_f = inter_f / den_f;
@@ -83,10 +79,10 @@ void region_ambiguity_kernel(const scalar_t* response, const mask_t* masks, cons
           soft_iou_grad_coeffs(inter_b, den_b, variant, a_b, c_b);
           const acc_t constant = c_f - c_b;
           scalar_t* g = grad_field + bs * hw;
-          for (int64_t i = 0; i < hw; ++i) {
-            const acc_t mb = idx1[i] == fg ? max2[i] : max1[i];
-            const acc_t fgm = mf != nullptr ? mf[i] : acc_t(0);
-            g[i] = static_cast<scalar_t>(mb * a_b - fgm * a_f + constant);
+          if (mf != nullptr) {
+            for (int64_t i = 0; i < hw; ++i) g[i] = static_cast<scalar_t>(bg[i] * a_b - mf[i] * a_f + constant);
+          } else {
+            for (int64_t i = 0; i < hw; ++i) g[i] = static_cast<scalar_t>(bg[i] * a_b + constant);
           }
         }
       }

@@ -143,7 +143,16 @@ void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64
         break;
       }
     }
-    consider(row_first[best_row] >= 0 ? row_first[best_row] : 0, col_first[pc] >= 0 ? col_first[pc] : 0);
+    // the output pixels whose sample point is nearest the source peak (3x3 around it)
+    auto nearest = [](int64_t src, int64_t in, int64_t out) {
+      const double d = (static_cast<double>(src) + 0.5) * static_cast<double>(out) / static_cast<double>(in) - 0.5;
+      const int64_t v = static_cast<int64_t>(d + 0.5);
+      return v < 0 ? int64_t(0) : (v > out - 1 ? out - 1 : v);
+    };
+    const int64_t yc = nearest(best_row, h, out_h), xc = nearest(pc, w, out_w);
+    for (int64_t y = yc - 1; y <= yc + 1; ++y)
+      for (int64_t x = xc - 1; x <= xc + 1; ++x)
+        if (y >= 0 && y < out_h && x >= 0 && x < out_w) consider(y, x);
     const double cut = best.value - 1e-12 * max_abs;  // rounding can lift a value a few ulps above its taps
     int64_t work = 0;
     for (int64_t y = 0; y < h && work <= out_h * out_w; ++y) {

@@ -1,0 +1,146 @@
+// Device-independent tiling of the fused pseudo-label loss (host C++, ATen ops only; the CPU
+// and CUDA entry points plug in their row kernel).
+//
+// The phrases are processed in tiles of whole images: rows = tile_images * Q phrases against
+// all B*K regions. Per tile:
+//   S  = phrase_rows @ region^T            [rows, B*K]   one BLAS/cuBLAS call
+//   T  = teacher_phrase_rows @ teacher_region[needed]^T  [rows, n*K]: only the images that can
+//        carry a pseudo-label (the tile's own images, plus in "fnc" the images with a false
+//        negative for one of them)
+//   row kernel: masked log-sum-exp of S and T per row, the loss, and (when gradients are
+//        wanted) G = coef * (softmax_S - pi_T) / tau written over S in place
+//   grad_phrase_rows = G @ region,  grad_region += G^T @ phrase_rows   (two more BLAS calls)
+// So memory beyond inputs and outputs is one [rows, B*K] tile (rows chosen so it stays near
+// kTileElements), never [B, B, Q, K], and the gradient needs no recomputation of the logits.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/zeros.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "pseudo_label_loss_common.h"
+
+namespace dapo_fast {
+
+// What the row kernel sees of one tile. Rows are phrases (image b0 + r / Q, phrase r % Q).
+struct PseudoLabelTile {
+  int64_t rows, num_q, s_cols, t_cols;
+  at::Tensor s;          // [rows, s_cols] student logits * tau (raw dot products); G on return
+  at::Tensor s_member;   // [tile_images, s_cols] uint8: column in the student set of image r / Q
+  at::Tensor t;          // [rows, t_cols] raw teacher dot products over the needed columns
+  at::Tensor t_member;   // [tile_images, t_cols] uint8: column in the teacher set
+  at::Tensor t_column;   // [t_cols] int64: the S column of each T column
+  at::Tensor valid_row;  // [rows] uint8: phrase valid
+  at::Tensor coef;       // [rows] upstream gradient per row (already divided for "mean")
+  at::Tensor loss;       // [rows] output: loss per phrase (0 for skipped rows)
+  double inv_tau, inv_teacher_tau;
+  bool write_grad;
+};
+
+struct PseudoLabelResult {
+  at::Tensor loss_rows;    // [B*Q] compute dtype
+  at::Tensor grad_phrase;  // [B, Q, D] compute dtype or undefined
+  at::Tensor grad_region;  // [B, K, D] compute dtype or undefined
+};
+
+inline int64_t pseudo_label_tile_images(int64_t b, int64_t q, int64_t k, int64_t tile_elements) {
+  const int64_t per_image = std::max<int64_t>(q * b * k, 1);
+  return std::clamp<int64_t>(tile_elements / per_image, 1, std::max<int64_t>(b, 1));
+}
+
+// Inputs must already be contiguous and of the compute dtype (float or double); coef is the
+// per-row upstream gradient [B*Q] (compute dtype) or undefined when no gradient is wanted.
+template <typename RowKernel>
+PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Tensor& region,
+                                          const at::Tensor& teacher_phrase, const at::Tensor& teacher_region,
+                                          const at::Tensor& phrase_valid, const at::Tensor& region_valid,
+                                          const std::optional<at::Tensor>& fn_mask, double tau, double teacher_tau,
+                                          int mode, const at::Tensor& coef, bool want_gp, bool want_gr,
+                                          int64_t tile_elements, RowKernel&& row_kernel) {
+  using namespace pseudo_label_math;
+  const int64_t b = phrase.size(0), q = phrase.size(1), d = phrase.size(2), k = region.size(1);
+  const int64_t dt = teacher_phrase.size(2);
+  const auto opts = phrase.options();
+  PseudoLabelResult res;
+  res.loss_rows = at::zeros({b * q}, opts);
+  if (want_gp) res.grad_phrase = at::zeros({b, q, d}, opts);
+  if (want_gr) res.grad_region = at::zeros({b, k, d}, opts);
+  if (b * q == 0 || k == 0) return res;
+  const bool write_grad = want_gp || want_gr;
+  const at::Tensor p_flat = phrase.reshape({b * q, d});
+  const at::Tensor r_flat = region.reshape({b * k, d});
+  const at::Tensor tp_flat = teacher_phrase.reshape({b * q, dt});
+  const at::Tensor valid_flat = region_valid.reshape({b * k});
+  const at::Tensor valid_rows = phrase_valid.reshape({b * q}).to(at::kByte);
+  const auto long_opts = phrase.options().dtype(at::kLong);
+  const int64_t tile_images = pseudo_label_tile_images(b, q, k, tile_elements);
+  at::Tensor s_buffer = at::empty({tile_images * q, b * k}, opts);
+  at::Tensor grad_region_acc = want_gr ? res.grad_region.view({b * k, d}) : at::Tensor();
+  const at::Tensor image_of_column = at::arange(b, long_opts);
+
+  for (int64_t b0 = 0; b0 < b; b0 += tile_images) {
+    const int64_t nb = std::min(tile_images, b - b0), rows = nb * q;
+    const at::Tensor p_rows = p_flat.narrow(0, b0 * q, rows);
+    at::Tensor s = s_buffer.narrow(0, 0, rows);
+    at::mm_out(s, p_rows, r_flat.t());
+    const at::Tensor tile_ids = at::arange(b0, b0 + nb, long_opts);
+    const at::Tensor same = tile_ids.unsqueeze(1).eq(image_of_column.unsqueeze(0));  // [nb, B]
+    at::Tensor fn_tile;
+    if (fn_mask.has_value() && mode != kModeNone)
+      fn_tile = fn_mask->narrow(0, b0, nb).logical_and(same.logical_not().unsqueeze(2));  // [nb, B, K]
+    // student membership [nb, B*K]
+    at::Tensor s_member = valid_flat.unsqueeze(0).expand({nb, b * k});
+    if (mode == kModeFne) s_member = s_member.logical_and(fn_tile.reshape({nb, b * k}).logical_not());
+    s_member = s_member.to(at::kByte).contiguous();
+    // images whose teacher logits are needed
+    at::Tensor needed;
+    if (mode == kModeFnc) {
+      at::Tensor need = fn_tile.any(2).any(0).logical_or(same.any(0));
+      needed = need.nonzero().reshape({-1});
+    } else {
+      needed = tile_ids;
+    }
+    const int64_t n_needed = needed.size(0);
+    const at::Tensor tr_sel = teacher_region.index_select(0, needed).reshape({n_needed * k, dt});
+    const at::Tensor t = tp_flat.narrow(0, b0 * q, rows).mm(tr_sel.t());
+    const at::Tensor same_needed = same.index_select(1, needed);                              // [nb, n]
+    at::Tensor t_member = valid_flat.view({b, k}).index_select(0, needed).unsqueeze(0);      // [1, n, K]
+    at::Tensor owner = same_needed.unsqueeze(2);
+    if (mode == kModeFnc) owner = owner.logical_or(fn_tile.index_select(1, needed));
+    t_member = t_member.logical_and(owner).reshape({nb, n_needed * k}).to(at::kByte).contiguous();
+    const at::Tensor t_column =
+        needed.unsqueeze(1).mul(k).add(at::arange(k, long_opts).unsqueeze(0)).reshape({n_needed * k}).contiguous();
+
+    PseudoLabelTile tile;
+    tile.rows = rows;
+    tile.num_q = q;
+    tile.s_cols = b * k;
+    tile.t_cols = n_needed * k;
+    tile.s = s;
+    tile.s_member = s_member;
+    tile.t = t;
+    tile.t_member = t_member;
+    tile.t_column = t_column;
+    tile.valid_row = valid_rows.narrow(0, b0 * q, rows);
+    tile.coef = write_grad ? coef.narrow(0, b0 * q, rows) : at::Tensor();
+    tile.loss = res.loss_rows.narrow(0, b0 * q, rows);
+    tile.inv_tau = 1.0 / tau;
+    tile.inv_teacher_tau = 1.0 / teacher_tau;
+    tile.write_grad = write_grad;
+    row_kernel(tile);
+
+    if (want_gp) {
+      at::Tensor gp_rows = res.grad_phrase.view({b * q, d}).narrow(0, b0 * q, rows);
+      at::mm_out(gp_rows, s, r_flat);
+    }
+    if (want_gr) grad_region_acc.addmm_(s.t(), p_rows);
+  }
+  return res;
+}
+
+}  // namespace dapo_fast

@@ -1,6 +1,8 @@
 // false_negative_mask, CPU: BLAS tiles of region dot products (false_negative_mask_driver.h),
 // then a threshold + OR-reduction per image pair. Each image pair (i < a) is owned by one task,
 // which writes out[i, a, :] and out[a, i, :]: no races, no atomics.
+// Branch-free selects on floats are only if-converted (and so vectorised) without trapping math.
+#pragma GCC optimize("no-trapping-math")
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>

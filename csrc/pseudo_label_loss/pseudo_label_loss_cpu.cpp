@@ -2,6 +2,8 @@
 // tiles (pseudo_label_loss_driver.h); this file holds the row kernel that fuses the masked
 // softmaxes, the loss and the gradient coefficients between them. Rows are independent and
 // each thread owns its rows, so the result does not depend on the thread count.
+// Branch-free selects on floats are only if-converted (and so vectorised) without trapping math.
+#pragma GCC optimize("no-trapping-math")
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -24,45 +26,37 @@ using namespace pseudo_label_math;
 inline float exp_np(float x) { return exp_nonpositive(x); }
 inline double exp_np(double x) { return x < -745.0 ? 0.0 : std::exp(x > 0.0 ? 0.0 : x); }
 
-constexpr int kLanes = 16;  // independent accumulators so the reductions vectorise
-
+// The row loops below are plain loops with `omp simd` reductions and branch-free selects; with
+// trapping math off (pragma at the top of the file) GCC vectorises all three, exp included.
 template <typename T>
 inline T masked_max_impl(int64_t n, const T* x, const uint8_t* m) {
   const T lowest = -std::numeric_limits<T>::infinity();
-  T lane[kLanes];
-  for (int l = 0; l < kLanes; ++l) lane[l] = lowest;
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const T v = m[j + l] ? x[j + l] : lowest;
-      lane[l] = v > lane[l] ? v : lane[l];
-    }
   T r = lowest;
-  for (; j < n; ++j)
-    if (m[j] && x[j] > r) r = x[j];
-  for (int l = 0; l < kLanes; ++l) r = lane[l] > r ? lane[l] : r;
+#pragma omp simd reduction(max : r)
+  for (int64_t j = 0; j < n; ++j) {
+    const T xv = x[j];
+    const T v = m[j] ? xv : lowest;
+    r = r > v ? r : v;
+  }
   return r;
 }
 
 // sum over member columns of exp(scale * x - shift)
 template <typename T>
 inline T masked_sum_exp_impl(int64_t n, const T* x, const uint8_t* m, T scale, T shift) {
-  T lane[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const T e = exp_np(x[j + l] * scale - shift);
-      lane[l] += m[j + l] ? e : T(0);
-    }
   T r = 0;
-  for (; j < n; ++j) r += m[j] ? exp_np(x[j] * scale - shift) : T(0);
-  for (int l = 0; l < kLanes; ++l) r += lane[l];
+#pragma omp simd reduction(+ : r)
+  for (int64_t j = 0; j < n; ++j) {
+    const T e = exp_np(x[j] * scale - shift);
+    r += m[j] ? e : T(0);
+  }
   return r;
 }
 
 // x <- member ? coef * exp(scale * x - shift) : 0
 template <typename T>
 inline void masked_softmax_write_impl(int64_t n, T* x, const uint8_t* m, T scale, T shift, T coef) {
+#pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
     const T e = coef * exp_np(x[j] * scale - shift);
     x[j] = m[j] ? e : T(0);
@@ -129,7 +123,7 @@ void row_kernel_cpu(const PseudoLabelTile& tile) {
   });
 }
 
-constexpr int64_t kCpuTileElements = int64_t(1) << 20;  // 4 MB float logits tile
+constexpr int64_t kCpuTileElements = int64_t(1) << 20;  // 4 MB float logits tile (at least kMinTileRows rows)
 
 struct Prepared {
   at::Tensor p, r, tp, tr, pv, rv;

@@ -48,9 +48,14 @@ struct PseudoLabelResult {
   at::Tensor grad_region;  // [B, K, D] compute dtype or undefined
 };
 
+// Whole images per tile: about tile_elements logits, but at least kMinTileRows phrase rows so the
+// BLAS calls stay efficient and grad_region (updated once per tile) is not rewritten too often.
+constexpr int64_t kMinTileRows = 256;
+
 inline int64_t pseudo_label_tile_images(int64_t b, int64_t q, int64_t k, int64_t tile_elements) {
   const int64_t per_image = std::max<int64_t>(q * b * k, 1);
-  return std::clamp<int64_t>(tile_elements / per_image, 1, std::max<int64_t>(b, 1));
+  const int64_t by_rows = (kMinTileRows + std::max<int64_t>(q, 1) - 1) / std::max<int64_t>(q, 1);
+  return std::clamp<int64_t>(std::max(tile_elements / per_image, by_rows), 1, std::max<int64_t>(b, 1));
 }
 
 // Inputs must already be contiguous and of the compute dtype (float or double); coef is the
@@ -106,7 +111,10 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
       needed = tile_ids;
     }
     const int64_t n_needed = needed.size(0);
-    const at::Tensor tr_sel = teacher_region.index_select(0, needed).reshape({n_needed * k, dt});
+    // the tile's own images are a contiguous range; only "fnc" gathers other images
+    const at::Tensor tr_sel = mode == kModeFnc
+                                  ? teacher_region.view({b, k * dt}).index_select(0, needed).view({n_needed * k, dt})
+                                  : teacher_region.narrow(0, b0, nb).reshape({nb * k, dt});
     const at::Tensor t = tp_flat.narrow(0, b0 * q, rows).mm(tr_sel.t());
     const at::Tensor same_needed = same.index_select(1, needed);                              // [nb, n]
     at::Tensor t_member = valid_flat.view({b, k}).index_select(0, needed).unsqueeze(0);      // [1, n, K]

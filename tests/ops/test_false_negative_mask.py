@@ -99,3 +99,32 @@ class TestBadInputs:
         with pytest.raises(RuntimeError, match="threshold"):
             torch.ops.dapo_fast.false_negative_mask(torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.bool),
                                                     threshold)
+
+
+@pytest.mark.triton_interpret
+def test_triton_matches_reference(seed):
+    feats, valid = make(b=4, k=6, d=20)
+    for threshold in THRESHOLDS:
+        assert torch.equal(false_negative_mask(feats, valid, threshold, backend="triton"),
+                           reference(feats, valid, threshold))
+
+
+@pytest.mark.triton_interpret
+def test_triton_opcheck_under_interpreter(seed):
+    from dapo_fast.ops._triton.false_negative_mask import false_negative_mask_triton
+
+    feats, valid = make(b=3, k=4, d=8)
+    torch.library.opcheck(false_negative_mask_triton, (feats, valid, 0.2),
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backends(seed, backend):
+    feats, valid = make(b=12, k=40, d=64)
+    for threshold in THRESHOLDS:
+        got = false_negative_mask(feats.cuda(), valid.cuda(), threshold, backend=backend)
+        assert torch.equal(got.cpu(), reference(feats, valid, threshold))
+    op = (torch.ops.dapo_fast.false_negative_mask.default if backend == "cuda"
+          else torch.ops.dapo_fast.false_negative_mask_triton.default)
+    torch.library.opcheck(op, (feats.cuda(), valid.cuda(), 0.3))

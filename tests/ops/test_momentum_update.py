@@ -73,3 +73,36 @@ class TestBadInputs:
             momentum_update_([torch.zeros(2)], [torch.zeros(2)], momentum)
         with pytest.raises(RuntimeError, match="momentum"):
             torch.ops.dapo_fast.momentum_update_([torch.zeros(2)], [torch.zeros(2)], momentum)
+
+
+@pytest.mark.triton_interpret
+def test_triton_matches_reference(seed):
+    teacher = [torch.randn(3, 4), torch.randn(2000), torch.randn(5, 6)[:, ::2]]
+    student = [torch.randn(3, 4), torch.randn(2000), torch.randn(5, 3)]
+    want = [t.clone() for t in teacher]
+    reference(want, student, 0.99)
+    momentum_update_(teacher, student, 0.99, backend="triton")
+    for got, w in zip(teacher, want):
+        torch.testing.assert_close(got, w, **TOL[torch.float32])
+
+
+@pytest.mark.triton_interpret
+def test_triton_opcheck_under_interpreter(seed):
+    from dapo_fast.ops._triton.momentum_update import momentum_update_triton_
+
+    torch.library.opcheck(momentum_update_triton_, (torch.randn(100), torch.randn(100), 0.9),
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backends(seed, backend):
+    teacher, student = tensors()
+    want = [t.clone() for t in teacher]
+    reference(want, student, 0.9)
+    gpu_t, gpu_s = [t.cuda() for t in teacher], [s.cuda() for s in student]
+    momentum_update_(gpu_t, gpu_s, 0.9, backend=backend)
+    for got, w in zip(gpu_t, want):
+        torch.testing.assert_close(got.cpu(), w, **TOL[torch.float32])
+    if backend == "cuda":
+        torch.library.opcheck(torch.ops.dapo_fast.momentum_update_.default, (gpu_t[:3], gpu_s[:3], 0.9))

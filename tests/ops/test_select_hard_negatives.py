@@ -73,3 +73,30 @@ class TestBadInputs:
             select_hard_negatives(torch.randn(4, 0, 8), torch.randn(4, 8), 2)
         with pytest.raises(RuntimeError, match="uniqueness"):
             torch.ops.dapo_fast.select_hard_negatives(torch.randn(4, 5, 8), torch.randn(4, 8), 2, "greedy")
+
+
+@pytest.mark.triton_interpret
+@pytest.mark.parametrize("uniqueness", ["pairwise", "paper"])
+def test_triton_matches_reference(seed, uniqueness):
+    q, t = torch.randn(4, 5, 12), torch.randn(4, 12)
+    assert torch.equal(select_hard_negatives(q, t, 3, uniqueness, backend="triton"), reference(q, t, 3, uniqueness))
+
+
+@pytest.mark.triton_interpret
+def test_triton_opcheck_under_interpreter(seed):
+    from dapo_fast.ops._triton.select_hard_negatives import select_hard_negatives_triton
+
+    torch.library.opcheck(select_hard_negatives_triton, (torch.randn(3, 4, 8), torch.randn(3, 8), 2, "pairwise"),
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_gpu_backends(seed, backend):
+    q, t = torch.randn(32, 20, 512), torch.randn(32, 512)
+    for u in ("pairwise", "paper"):
+        got = select_hard_negatives(q.cuda(), t.cuda(), 4, u, backend=backend)
+        assert torch.equal(got.cpu(), reference(q, t, 4, u))
+    op = (torch.ops.dapo_fast.select_hard_negatives.default if backend == "cuda"
+          else torch.ops.dapo_fast.select_hard_negatives_triton.default)
+    torch.library.opcheck(op, (q.cuda(), t.cuda(), 4, "paper"))

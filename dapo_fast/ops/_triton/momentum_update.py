@@ -24,6 +24,11 @@ def momentum_update_triton_(teacher: torch.Tensor, student: torch.Tensor, moment
     wrap_triton(_ema_kernel)[(triton.cdiv(n, block),)](teacher, student.contiguous(), n, momentum, BLOCK=block)
 
 
+@momentum_update_triton_.register_fake
+def _(teacher, student, momentum):
+    return None
+
+
 def momentum_update_(teacher, student, momentum):
     for t, s in zip(teacher, student):
         if t.is_contiguous():

@@ -85,7 +85,8 @@ void row_kernel_cpu(const PseudoLabelTile& tile) {
   const T* t = tile.t.data_ptr<T>();
   const uint8_t* s_member = tile.s_member.data_ptr<uint8_t>();
   const uint8_t* t_member = tile.t_member.data_ptr<uint8_t>();
-  const int64_t* t_column = tile.t_column.data_ptr<int64_t>();
+  const int64_t* t_columns = tile.t_column.data_ptr<int64_t>();
+  const int64_t s_member_stride = tile.s_member_stride;
   const uint8_t* valid_row = tile.valid_row.data_ptr<uint8_t>();
   const T* coef = tile.write_grad ? tile.coef.data_ptr<T>() : nullptr;
   T* loss = tile.loss.data_ptr<T>();
@@ -97,8 +98,9 @@ void row_kernel_cpu(const PseudoLabelTile& tile) {
     for (int64_t r = r0; r < r1; ++r) {
       T* srow = s + r * s_cols;
       const T* trow = t + r * t_cols;
-      const uint8_t* ms = s_member + (r / num_q) * s_cols;
+      const uint8_t* ms = s_member + (r / num_q) * s_member_stride;
       const uint8_t* mt = t_member + (r / num_q) * t_cols;
+      const int64_t* t_column = t_columns + (r / num_q) * t_cols;
       const T tmax = valid_row[r] ? masked_max(t_cols, trow, mt) : -std::numeric_limits<T>::infinity();
       if (!(tmax > -std::numeric_limits<T>::infinity())) {  // invalid phrase or no pseudo-label
         loss[r] = 0;

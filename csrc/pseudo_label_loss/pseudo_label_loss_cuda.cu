@@ -39,7 +39,8 @@ __global__ void rows_kernel(PseudoLabelRowArgs a) {
   if (r >= a.rows) return;
   T* srow = static_cast<T*>(a.s) + r * a.s_cols;
   const T* trow = static_cast<const T*>(a.t) + r * a.t_cols;
-  const uint8_t* ms = a.s_member + (r / a.num_q) * a.s_cols;
+  const uint8_t* ms = a.s_member + (r / a.num_q) * a.s_member_stride;
+  const int64_t* t_column = a.t_column + (r / a.num_q) * a.t_cols;
   const uint8_t* mt = a.t_member + (r / a.num_q) * a.t_cols;
   const T inv_tau = static_cast<T>(a.inv_tau), inv_ttau = static_cast<T>(a.inv_teacher_tau);
   const T neg_inf = -INFINITY;
@@ -69,7 +70,7 @@ __global__ void rows_kernel(PseudoLabelRowArgs a) {
   const T lse_s = sshift + log(block_reduce(v, shared, false));
   v = 0;
   for (int64_t j = threadIdx.x; j < a.t_cols; j += blockDim.x)
-    if (mt[j]) v += exp_dev(trow[j] * inv_ttau - lse_t) * srow[a.t_column[j]] * inv_tau;
+    if (mt[j]) v += exp_dev(trow[j] * inv_ttau - lse_t) * srow[t_column[j]] * inv_tau;
   const T dot = block_reduce(v, shared, false);
   if (threadIdx.x == 0) static_cast<T*>(a.loss)[r] = lse_s - dot;
   if (!a.write_grad) return;
@@ -79,7 +80,7 @@ __global__ void rows_kernel(PseudoLabelRowArgs a) {
   __syncthreads();
   // T columns are distinct S columns: each thread owns its j
   for (int64_t j = threadIdx.x; j < a.t_cols; j += blockDim.x)
-    if (mt[j]) srow[a.t_column[j]] -= c * exp_dev(trow[j] * inv_ttau - lse_t);
+    if (mt[j]) srow[t_column[j]] -= c * exp_dev(trow[j] * inv_ttau - lse_t);
 }
 
 }  // namespace

@@ -8,9 +8,10 @@ namespace dapo_fast {
 struct PseudoLabelRowArgs {
   void* s;                  // [rows, s_cols] raw student dots; G on return when write_grad
   const void* t;            // [rows, t_cols] raw teacher dots
-  const uint8_t* s_member;  // [rows / num_q, s_cols]
+  const uint8_t* s_member;  // [rows / num_q or 1, s_cols] (row stride s_member_stride)
   const uint8_t* t_member;  // [rows / num_q, t_cols]
-  const int64_t* t_column;  // [t_cols]
+  const int64_t* t_column;  // [rows / num_q, t_cols]
+  int64_t s_member_stride;
   const uint8_t* valid_row; // [rows]
   const void* coef;         // [rows] or null
   void* loss;               // [rows]

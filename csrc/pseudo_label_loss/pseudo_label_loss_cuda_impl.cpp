@@ -27,6 +27,7 @@ void launch_rows(const PseudoLabelTile& tile) {
   a.s_member = tile.s_member.data_ptr<uint8_t>();
   a.t_member = tile.t_member.data_ptr<uint8_t>();
   a.t_column = tile.t_column.data_ptr<int64_t>();
+  a.s_member_stride = tile.s_member_stride;
   a.valid_row = tile.valid_row.data_ptr<uint8_t>();
   a.coef = tile.write_grad ? tile.coef.data_ptr() : nullptr;
   a.loss = tile.loss.data_ptr();

@@ -31,10 +31,11 @@ namespace dapo_fast {
 struct PseudoLabelTile {
   int64_t rows, num_q, s_cols, t_cols;
   at::Tensor s;          // [rows, s_cols] student logits * tau (raw dot products); G on return
-  at::Tensor s_member;   // [tile_images, s_cols] uint8: column in the student set of image r / Q
+  at::Tensor s_member;   // [tile_images or 1, s_cols] uint8: column in the student set of image r / Q
+  int64_t s_member_stride;  // s_cols, or 0 when one row serves every image of the tile
   at::Tensor t;          // [rows, t_cols] raw teacher dot products over the needed columns
   at::Tensor t_member;   // [tile_images, t_cols] uint8: column in the teacher set
-  at::Tensor t_column;   // [t_cols] int64: the S column of each T column
+  at::Tensor t_column;   // [tile_images, t_cols] int64: the S column of each T column
   at::Tensor valid_row;  // [rows] uint8: phrase valid
   at::Tensor coef;       // [rows] upstream gradient per row (already divided for "mean")
   at::Tensor loss;       // [rows] output: loss per phrase (0 for skipped rows)
@@ -73,15 +74,21 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
   const auto opts = phrase.options();
   PseudoLabelResult res;
   res.loss_rows = at::zeros({b * q}, opts);
-  if (want_gp) res.grad_phrase = at::zeros({b, q, d}, opts);
-  if (want_gr) res.grad_region = at::zeros({b, k, d}, opts);
-  if (b * q == 0 || k == 0) return res;
+  // every row of grad_phrase is written by its tile's product; grad_region by the first tile's
+  if (want_gp) res.grad_phrase = at::empty({b, q, d}, opts);
+  if (want_gr) res.grad_region = at::empty({b, k, d}, opts);
+  if (b * q == 0 || k == 0) {
+    if (want_gp) res.grad_phrase.zero_();
+    if (want_gr) res.grad_region.zero_();
+    return res;
+  }
   const bool write_grad = want_gp || want_gr;
   const at::Tensor p_flat = phrase.reshape({b * q, d});
   const at::Tensor r_flat = region.reshape({b * k, d});
   const at::Tensor tp_flat = teacher_phrase.reshape({b * q, dt});
   const at::Tensor valid_flat = region_valid.reshape({b * k});
   const at::Tensor valid_rows = phrase_valid.reshape({b * q}).to(at::kByte);
+  const at::Tensor valid_bytes = valid_flat.to(at::kByte);
   const auto long_opts = phrase.options().dtype(at::kLong);
   const int64_t tile_images = pseudo_label_tile_images(b, q, k, tile_elements);
   at::Tensor s_buffer = at::empty({tile_images * q, b * k}, opts);
@@ -98,42 +105,44 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
     at::Tensor fn_tile;
     if (fn_mask.has_value() && mode != kModeNone)
       fn_tile = fn_mask->narrow(0, b0, nb).logical_and(same.logical_not().unsqueeze(2));  // [nb, B, K]
-    // student membership [nb, B*K]
-    at::Tensor s_member = valid_flat.unsqueeze(0).expand({nb, b * k});
-    if (mode == kModeFne) s_member = s_member.logical_and(fn_tile.reshape({nb, b * k}).logical_not());
-    s_member = s_member.to(at::kByte).contiguous();
-    // images whose teacher logits are needed
-    at::Tensor needed;
+    // student membership: one row shared by the tile's images, except in "fne" (per image)
+    at::Tensor s_member;
+    if (mode == kModeFne)
+      s_member = valid_flat.unsqueeze(0).logical_and(fn_tile.reshape({nb, b * k}).logical_not()).to(at::kByte);
+    else
+      s_member = valid_bytes.unsqueeze(0);
+    // Teacher logits. "none"/"fne": only each image's own K regions -> one batched product
+    // [nb, Q, DT] x [nb, DT, K]. "fnc": the tile's rows against every image that carries a
+    // pseudo-label for one of them (its own images and those with a false negative).
+    at::Tensor t, t_member, t_column;
     if (mode == kModeFnc) {
-      at::Tensor need = fn_tile.any(2).any(0).logical_or(same.any(0));
-      needed = need.nonzero().reshape({-1});
+      const at::Tensor need = fn_tile.any(2).any(0).logical_or(same.any(0));
+      const at::Tensor needed = need.nonzero().reshape({-1});
+      const int64_t n_needed = needed.size(0);
+      const at::Tensor tr_sel = teacher_region.view({b, k * dt}).index_select(0, needed).view({n_needed * k, dt});
+      t = tp_flat.narrow(0, b0 * q, rows).mm(tr_sel.t());
+      const at::Tensor owner = same.index_select(1, needed).unsqueeze(2).logical_or(fn_tile.index_select(1, needed));
+      t_member = valid_flat.view({b, k}).index_select(0, needed).unsqueeze(0).logical_and(owner)
+                     .reshape({nb, n_needed * k}).to(at::kByte).contiguous();
+      t_column = needed.unsqueeze(1).mul(k).add(at::arange(k, long_opts).unsqueeze(0)).reshape({1, n_needed * k})
+                     .expand({nb, n_needed * k}).contiguous();
     } else {
-      needed = tile_ids;
+      t = teacher_phrase.narrow(0, b0, nb).bmm(teacher_region.narrow(0, b0, nb).transpose(1, 2)).view({rows, k});
+      t_member = valid_bytes.view({b, k}).narrow(0, b0, nb);
+      t_column = tile_ids.unsqueeze(1).mul(k).add(at::arange(k, long_opts).unsqueeze(0)).contiguous();
     }
-    const int64_t n_needed = needed.size(0);
-    // the tile's own images are a contiguous range; only "fnc" gathers other images
-    const at::Tensor tr_sel = mode == kModeFnc
-                                  ? teacher_region.view({b, k * dt}).index_select(0, needed).view({n_needed * k, dt})
-                                  : teacher_region.narrow(0, b0, nb).reshape({nb * k, dt});
-    const at::Tensor t = tp_flat.narrow(0, b0 * q, rows).mm(tr_sel.t());
-    const at::Tensor same_needed = same.index_select(1, needed);                              // [nb, n]
-    at::Tensor t_member = valid_flat.view({b, k}).index_select(0, needed).unsqueeze(0);      // [1, n, K]
-    at::Tensor owner = same_needed.unsqueeze(2);
-    if (mode == kModeFnc) owner = owner.logical_or(fn_tile.index_select(1, needed));
-    t_member = t_member.logical_and(owner).reshape({nb, n_needed * k}).to(at::kByte).contiguous();
-    const at::Tensor t_column =
-        needed.unsqueeze(1).mul(k).add(at::arange(k, long_opts).unsqueeze(0)).reshape({n_needed * k}).contiguous();
 
     PseudoLabelTile tile;
     tile.rows = rows;
     tile.num_q = q;
     tile.s_cols = b * k;
-    tile.t_cols = n_needed * k;
+    tile.t_cols = t.size(1);
     tile.s = s;
     tile.s_member = s_member;
     tile.t = t;
     tile.t_member = t_member;
     tile.t_column = t_column;
+    tile.s_member_stride = s_member.size(0) == 1 ? 0 : b * k;
     tile.valid_row = valid_rows.narrow(0, b0 * q, rows);
     tile.coef = write_grad ? coef.narrow(0, b0 * q, rows) : at::Tensor();
     tile.loss = res.loss_rows.narrow(0, b0 * q, rows);
@@ -146,7 +155,12 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
       at::Tensor gp_rows = res.grad_phrase.view({b * q, d}).narrow(0, b0 * q, rows);
       at::mm_out(gp_rows, s, r_flat);
     }
-    if (want_gr) grad_region_acc.addmm_(s.t(), p_rows);
+    if (want_gr) {
+      if (b0 == 0)
+        at::mm_out(grad_region_acc, s.t(), p_rows);
+      else
+        grad_region_acc.addmm_(s.t(), p_rows);
+    }
   }
   return res;
 }

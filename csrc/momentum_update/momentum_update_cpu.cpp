@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "../common/cpu_clones.h"
@@ -35,6 +36,7 @@ struct Chunk {
 };
 
 constexpr int64_t kChunk = 1 << 15;
+constexpr int64_t kParallelElements = 1 << 20;
 
 void momentum_update_cpu(at::TensorList teacher, at::TensorList student, double momentum) {
   check_momentum_update_args(teacher, student, momentum);
@@ -46,15 +48,22 @@ void momentum_update_cpu(at::TensorList teacher, at::TensorList student, double 
       t.mul_(momentum).add_(student[i].to(t.scalar_type()), 1.0 - momentum);
       continue;
     }
-    students[i] = student[i].contiguous();
+    students[i] = student[i].is_contiguous() ? student[i] : student[i].contiguous();
     const int64_t n = t.numel();
     for (int64_t b = 0; b < n; b += kChunk) chunks.push_back({static_cast<int64_t>(i), b, std::min(n, b + kChunk)});
   }
-  at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t begin, int64_t end) {
+  // each task gets at least kParallelElements elements: below that, waking a second thread costs
+  // more than the update (and a model of many tiny tensors runs inline on the calling thread)
+  int64_t total = 0;
+  for (const Chunk& ch : chunks) total += ch.end - ch.begin;
+  const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+  const int64_t grain = total > 0 ? std::max<int64_t>(1, n_chunks * kParallelElements / total) : 1;
+  at::parallel_for(0, n_chunks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const Chunk& ch = chunks[c];
       const at::Tensor& t = teacher[ch.tensor];
       const at::Tensor& s = students[ch.tensor];
+      if (ch.end == ch.begin) continue;
       AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "momentum_update_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         ema_loop(ch.end - ch.begin, t.data_ptr<scalar_t>() + ch.begin, s.data_ptr<scalar_t>() + ch.begin,

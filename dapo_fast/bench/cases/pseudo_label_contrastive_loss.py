@@ -67,8 +67,26 @@ def _case(size, b, mode, quick, with_code_form=True, with_compile=True):
     ))
 
 
+def peak_allocated_bytes(fn) -> int:
+    """Peak CPU bytes held by torch allocations made while fn runs, from the profiler's raw
+    allocation records ("[memory]" events). Unlike runner.peak_memory_bytes, which sums every
+    op's inclusive memory figure, nested ops (aten::zeros -> aten::empty, aten::matmul -> aten::mm)
+    are counted once."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    records = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                     key=lambda e: e.start_ns())
+    current = peak = 0
+    for e in records:
+        current += e.nbytes()
+        peak = max(peak, current)
+    return peak
+
+
 def peak_memory_table(b=64, mode="fnc", names=("dapo_fast[cpu]", "mpl_code_form", "floor[matmul]")):
-    """Peak bytes allocated during one forward+backward, per implementation."""
+    """{impl: (runner.peak_memory_bytes, peak_allocated_bytes)} of one forward+backward."""
     from dapo_fast.bench.runner import peak_memory_bytes
 
     inputs = make_inputs(b)
@@ -81,7 +99,7 @@ def peak_memory_table(b=64, mode="fnc", names=("dapo_fast[cpu]", "mpl_code_form"
             backward_of(impls[name](inputs))
 
         step()  # warm-up (allocator, first-call work)
-        out[name] = peak_memory_bytes(step)
+        out[name] = (peak_memory_bytes(step), peak_allocated_bytes(step))
     return out
 
 

@@ -111,25 +111,49 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
       s_member = valid_flat.unsqueeze(0).logical_and(fn_tile.reshape({nb, b * k}).logical_not()).to(at::kByte);
     else
       s_member = valid_bytes.unsqueeze(0);
-    // Teacher logits. "none"/"fne": only each image's own K regions -> one batched product
-    // [nb, Q, DT] x [nb, DT, K]. "fnc": the tile's rows against every image that carries a
-    // pseudo-label for one of them (its own images and those with a false negative).
+    // Teacher logits, laid out per row as slots of K columns. Slot 0: the row's own image (one
+    // batched product [nb, Q, DT] x [nb, DT, K]). "fnc" adds one slot per (image b, image a) pair
+    // that holds a false negative, again one batched product over just those pairs, so the
+    // teacher work grows with the number of such pairs, not with B.
+    const int64_t own_rows = nb * q;
+    const at::Tensor own = teacher_phrase.narrow(0, b0, nb).bmm(teacher_region.narrow(0, b0, nb).transpose(1, 2));
+    const at::Tensor own_column = tile_ids.unsqueeze(1).mul(k).add(at::arange(k, long_opts).unsqueeze(0));  // [nb, K]
+    const at::Tensor own_member = valid_bytes.view({b, k}).narrow(0, b0, nb);
     at::Tensor t, t_member, t_column;
+    int64_t slots = 1;
+    at::Tensor pair_image, pair_other, pair_slot;
     if (mode == kModeFnc) {
-      const at::Tensor need = fn_tile.any(2).any(0).logical_or(same.any(0));
-      const at::Tensor needed = need.nonzero().reshape({-1});
-      const int64_t n_needed = needed.size(0);
-      const at::Tensor tr_sel = teacher_region.view({b, k * dt}).index_select(0, needed).view({n_needed * k, dt});
-      t = tp_flat.narrow(0, b0 * q, rows).mm(tr_sel.t());
-      const at::Tensor owner = same.index_select(1, needed).unsqueeze(2).logical_or(fn_tile.index_select(1, needed));
-      t_member = valid_flat.view({b, k}).index_select(0, needed).unsqueeze(0).logical_and(owner)
-                     .reshape({nb, n_needed * k}).to(at::kByte).contiguous();
-      t_column = needed.unsqueeze(1).mul(k).add(at::arange(k, long_opts).unsqueeze(0)).reshape({1, n_needed * k})
-                     .expand({nb, n_needed * k}).contiguous();
+      const at::Tensor fn_any = fn_tile.any(2);                       // [nb, B]
+      const at::Tensor pairs = fn_any.nonzero();                      // [np, 2] sorted by image
+      const at::Tensor counts = fn_any.sum(1);                        // [nb]
+      slots = 1 + (pairs.size(0) > 0 ? counts.max().item<int64_t>() : 0);
+      pair_image = pairs.select(1, 0).contiguous();
+      pair_other = pairs.select(1, 1).contiguous();
+      const at::Tensor first = counts.cumsum(0).sub(counts);          // first pair of each image
+      pair_slot = at::arange(pairs.size(0), long_opts).sub(first.index_select(0, pair_image)).add(1);
+    }
+    if (slots == 1) {
+      t = own.view({own_rows, k});
+      t_member = own_member;
+      t_column = own_column.contiguous();
     } else {
-      t = teacher_phrase.narrow(0, b0, nb).bmm(teacher_region.narrow(0, b0, nb).transpose(1, 2)).view({rows, k});
-      t_member = valid_bytes.view({b, k}).narrow(0, b0, nb);
-      t_column = tile_ids.unsqueeze(1).mul(k).add(at::arange(k, long_opts).unsqueeze(0)).contiguous();
+      at::Tensor t4 = at::zeros({nb, q, slots, k}, opts);
+      t4.select(2, 0).copy_(own);
+      const at::Tensor blocks = teacher_phrase.narrow(0, b0, nb).index_select(0, pair_image)
+                                    .bmm(teacher_region.index_select(0, pair_other).transpose(1, 2));  // [np, Q, K]
+      t4.permute({0, 2, 1, 3}).index_put_({pair_image, pair_slot}, blocks);
+      t = t4.view({own_rows, slots * k});
+      at::Tensor m3 = at::zeros({nb, slots, k}, opts.dtype(at::kByte));
+      m3.select(1, 0).copy_(own_member);
+      const at::Tensor pair_member = valid_flat.view({b, k}).index_select(0, pair_other)
+                                         .logical_and(fn_tile.view({nb * b, k}).index_select(
+                                             0, pair_image.mul(b).add(pair_other)));
+      m3.index_put_({pair_image, pair_slot}, pair_member.to(at::kByte));
+      t_member = m3.view({nb, slots * k});
+      at::Tensor c3 = at::zeros({nb, slots, k}, long_opts);
+      c3.select(1, 0).copy_(own_column);
+      c3.index_put_({pair_image, pair_slot}, pair_other.unsqueeze(1).mul(k).add(at::arange(k, long_opts).unsqueeze(0)));
+      t_column = c3.view({nb, slots * k});
     }
 
     PseudoLabelTile tile;

@@ -4,9 +4,9 @@
 // The phrases are processed in tiles of whole images: rows = tile_images * Q phrases against
 // all B*K regions. Per tile:
 //   S  = phrase_rows @ region^T            [rows, B*K]   one BLAS/cuBLAS call
-//   T  = teacher_phrase_rows @ teacher_region[needed]^T  [rows, n*K]: only the images that can
-//        carry a pseudo-label (the tile's own images, plus in "fnc" the images with a false
-//        negative for one of them)
+//   T  = teacher logits in slots of K columns per row: the row's own image (batched product),
+//        plus in "fnc" one slot per (image, other image) pair holding a false negative (batched
+//        product over just those pairs)
 //   row kernel: masked log-sum-exp of S and T per row, the loss, and (when gradients are
 //        wanted) G = coef * (softmax_S - pi_T) / tau written over S in place
 //   grad_phrase_rows = G @ region,  grad_region += G^T @ phrase_rows   (two more BLAS calls)

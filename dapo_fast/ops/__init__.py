@@ -13,6 +13,11 @@ from dapo_fast.ops.weighted_smooth_l1 import weighted_smooth_l1
 from dapo_fast.ops.proposal_alignment import proposal_alignment
 from dapo_fast.ops.soft_iou import soft_iou
 from dapo_fast.ops.region_ambiguity import region_ambiguity
+# MPL / QueryMatch
+from dapo_fast.ops.false_negative_mask import false_negative_mask
+from dapo_fast.ops.pseudo_label_contrastive_loss import pseudo_label_contrastive_loss
+from dapo_fast.ops.momentum_update import momentum_update_
+from dapo_fast.ops.select_hard_negatives import select_hard_negatives
 # DAPO
 from dapo_fast.ops.cross_attention_probs_mean import cross_attention_probs_mean
 from dapo_fast.ops.dapo_losses import attention_guidance_loss, diffusion_guided_loss
@@ -25,6 +30,7 @@ __all__ = [
     "roi_align", "RoIAlign", "box_iou", "box_accuracy", "box_encode", "box_decode", "self_taught_targets",
     "weighted_smooth_l1",
     "proposal_alignment", "soft_iou", "region_ambiguity",
+    "false_negative_mask", "pseudo_label_contrastive_loss", "momentum_update_", "select_hard_negatives",
     "cross_attention_probs_mean", "attention_guidance_loss", "diffusion_guided_loss",
     "heatmap_to_box", "pointing_game", "pointing_game_masks", "resized_argmax",
 ]

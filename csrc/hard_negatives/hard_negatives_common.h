@@ -1,0 +1,40 @@
+// Greedy hard-negative selection math shared by the CPU and CUDA kernels (QueryMatch).
+//
+// For text b, the candidates are the N queries of every other image a. difficulty is the
+// min-max normalised <query, text_b> within each image; uniqueness starts at 1; every step picks
+// argmax(difficulty * uniqueness) per image (first index on ties) and then lowers uniqueness
+// ("pairwise": min with (1 - cos)/2 to the queries picked in that step, QueryMatch's code) or
+// recomputes it ("paper": min-max over each image of -max cos to everything picked so far).
+#pragma once
+#include "../common/host_device.h"
+
+namespace dapo_fast {
+namespace hard_negative_math {
+
+enum Uniqueness : int { kPairwise = 0, kPaper = 1 };
+
+// (x - lo) / (hi - lo), and 1 when all values of the group are equal
+template <typename T>
+HOST_DEVICE T minmax(T x, T lo, T hi) {
+  const T span = hi - lo;
+  return span > T(0) ? (x - lo) / span : T(1);
+}
+
+// (1 - cos) / 2 clamped to [0, 1]; a query against itself is exactly 0
+template <typename T>
+HOST_DEVICE T pair_distance(T cos, bool same_query) {
+  if (same_query) return T(0);
+  const T d = (T(1) - cos) / T(2);
+  return d < T(0) ? T(0) : (d > T(1) ? T(1) : d);
+}
+
+// cosine used by "paper": a query against itself is exactly 1
+template <typename T>
+HOST_DEVICE T pair_cos(T cos, bool same_query) {
+  return same_query ? T(1) : cos;
+}
+
+HOST_DEVICE long long other_image(long long b, long long j) { return j < b ? j : j + 1; }
+
+}  // namespace hard_negative_math
+}  // namespace dapo_fast

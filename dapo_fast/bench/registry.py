@@ -25,6 +25,7 @@ class Case:
     grad_inputs: List[str] = field(default_factory=list)  # input keys to differentiate (empty: forward only)
     bytes_moved: Optional[int] = None         # minimal bytes a forward must read + write (for GB/s)
     quick: bool = True                        # part of `--quick`
+    measure_memory: bool = False              # also report peak bytes allocated by one forward(+backward)
     note: str = ""
 
 

@@ -43,15 +43,18 @@ def copy_bandwidth_gbs(megabytes: int = 256, repeats: int = 5) -> float:
 
 
 def peak_memory_bytes(fn: Callable[[], object]) -> int:
-    """Peak CPU bytes allocated by torch while fn runs (from the profiler's memory events)."""
+    """Peak CPU bytes held by torch allocations made while fn runs, from the profiler's raw
+    allocation records ("[memory]" events), so a nested op (zeros -> empty, matmul -> mm) is
+    counted once."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = sorted((e for e in prof.events() if e.cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    records = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                     key=lambda e: e.start_ns())
     current = peak = 0
-    for e in events:
-        current += e.cpu_memory_usage
+    for e in records:
+        current += e.nbytes()
         peak = max(peak, current)
     return peak
 
@@ -79,6 +82,14 @@ def run_case(case: Case, repeats: int, impl_filter: Optional[List[str]] = None) 
                     backward_of(impl(inputs))
 
                 row["fwd_bwd_ms"] = _median_ms(fwd_bwd, repeats)
+            if case.measure_memory:
+                def step():
+                    _zero_grads(inputs, case.grad_inputs)
+                    out = impl(inputs)
+                    if case.grad_inputs:
+                        backward_of(out)
+
+                row["peak_mb"] = peak_memory_bytes(step) / 2**20
         except Exception as err:  # a baseline that cannot run at this size is reported, not fatal
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"
         rows.append(row)
@@ -91,6 +102,8 @@ def run_case(case: Case, repeats: int, impl_filter: Optional[List[str]] = None) 
             for key in ("fwd_ms", "fwd_bwd_ms"):
                 if key in r and key in b:
                     r[f"speedup_{key[:-3]}_vs_{base}"] = b[key] / r[key]
+            if r.get("peak_mb") and "peak_mb" in b:
+                r[f"memory_ratio_vs_{base}"] = b["peak_mb"] / r["peak_mb"]
         if case.bytes_moved and "fwd_ms" in r:
             r["fwd_gbs"] = case.bytes_moved / (r["fwd_ms"] * 1e-3) / 1e9
     return rows
@@ -114,6 +127,11 @@ def print_table(rows: List[dict], bandwidth: float) -> None:
         line = (f"{r['op']:<22}{r['size']:<22}{r['impl']:<24}{_fmt(r.get('fwd_ms'), '10.2f'):>10}"
                 f"{_fmt(r.get('fwd_bwd_ms'), '12.2f'):>12}{_fmt(gbs, '8.1f'):>8}"
                 f"{_fmt(None if gbs is None else 100 * gbs / bandwidth, '5.0f'):>6}  {speed}")
+        if "peak_mb" in r:
+            line += f"  peak {r['peak_mb']:.1f} MB"
+            ratios = ", ".join(f"{k.split('_vs_', 1)[1]} {r[k]:.1f}x" for k in r if k.startswith("memory_ratio_vs_"))
+            if r["ours"] and ratios:
+                line += f" (less memory than: {ratios})"
         if "error" in r:
             line += f"  [{r['error']}]"
         print(line)

@@ -4,11 +4,11 @@ phrases, D=300 embeddings. B=64 is the size scaled to this machine, B=256 the pa
 Implementations: ours (fused), the reference and its torch.compile, MPL's public-code form (the
 baseline the issue names) and ``floor[matmul]``: the plain product phrase @ region^T of the same
 sizes (forward: 1 product; forward+backward: 3), the unavoidable matrix work of the loss.
-``peak_memory_table`` measures peak CPU allocation of forward+backward per implementation.
+Peak CPU allocation of forward+backward is reported per implementation (measure_memory).
 """
 import torch
 
-from dapo_fast.bench.registry import Case, backward_of, register
+from dapo_fast.bench.registry import Case, register
 from dapo_fast.ops import pseudo_label_contrastive_loss
 from dapo_fast.ops._reference.pseudo_label_contrastive_loss import (
     pseudo_label_contrastive_loss as reference, pseudo_label_contrastive_loss_mpl_code_form as code_form)
@@ -63,44 +63,9 @@ def _case(size, b, mode, quick, with_code_form=True, with_compile=True):
     return register(Case(
         op="pseudo_label_contrastive_loss", size=size, make_inputs=lambda: make_inputs(b), impls=impls,
         ours=["dapo_fast[cpu]"], baselines=baselines, grad_inputs=["phrase", "region"], quick=quick,
+        measure_memory=True,
         note=f"B={b} K={K} Q={Q} D={D} mode={mode} fn density {FN_DENSITY}; floor[matmul] = the plain products",
     ))
-
-
-def peak_allocated_bytes(fn) -> int:
-    """Peak CPU bytes held by torch allocations made while fn runs, from the profiler's raw
-    allocation records ("[memory]" events). Unlike runner.peak_memory_bytes, which sums every
-    op's inclusive memory figure, nested ops (aten::zeros -> aten::empty, aten::matmul -> aten::mm)
-    are counted once."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    records = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                     key=lambda e: e.start_ns())
-    current = peak = 0
-    for e in records:
-        current += e.nbytes()
-        peak = max(peak, current)
-    return peak
-
-
-def peak_memory_table(b=64, mode="fnc", names=("dapo_fast[cpu]", "mpl_code_form", "floor[matmul]")):
-    """{impl: (runner.peak_memory_bytes, peak_allocated_bytes)} of one forward+backward."""
-    from dapo_fast.bench.runner import peak_memory_bytes
-
-    inputs = make_inputs(b)
-    impls = impls_for(mode, with_compile=False)
-    out = {}
-    for name in names:
-        def step():
-            for key in ("phrase", "region"):
-                inputs[key].grad = None
-            backward_of(impls[name](inputs))
-
-        step()  # warm-up (allocator, first-call work)
-        out[name] = (peak_memory_bytes(step), peak_allocated_bytes(step))
-    return out
 
 
 _case("small-b16", 16, "fnc", quick=True)

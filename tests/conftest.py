@@ -40,3 +40,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not has_cuda:
             item.add_marker(skip_cuda)
+
+
+@pytest.fixture
+def poison():
+    """Freshly allocated tensors (torch.empty / at::empty, also inside our C++ ops) come back
+    NaN-filled, so an element a kernel forgets to write shows up as NaN."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    assert torch.isnan(torch.empty(4)).all(), "uninitialised-memory poisoning is not active"
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)

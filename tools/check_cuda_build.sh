@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scratch=${1:-$(mktemp -d)}
+mkdir -p "$scratch"
 export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 export PATH="$CUDA_HOME/bin:$PATH"
 export FORCE_CUDA=1
@@ -19,6 +20,9 @@ cd "$scratch/pkg" && python - <<'PY'
 import torch, dapo_fast
 info = dapo_fast.build_info()
 assert info["cuda"], info
-ops = [n for n in dir(torch.ops.dapo_fast) if not n.startswith("_")]
-print("CUDA build imports:", info, "ops:", sorted(ops))
+ops = [op for op in torch._C._dispatch_get_all_op_names() if op.startswith("dapo_fast::")]
+missing = [op for op in ops if not op.endswith("_triton") and not torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA")]
+print("CUDA build imports:", info)
+print("ops with a CUDA kernel:", sorted(set(ops) - set(missing)))
+print("ops without one:", sorted(missing))
 PY

@@ -10,9 +10,9 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -99,51 +99,140 @@ struct Shape {
   int64_t rois, channels, height, width, pooled_h, pooled_w;
 };
 
-// Channel blocks per RoI (forward) so small K still feeds every thread.
-int64_t channel_blocks(int64_t tasks_without_blocks, int64_t channels) {
-  const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
-  if (tasks_without_blocks >= want || channels <= 1) return 1;
-  const int64_t blocks = (want + tasks_without_blocks - 1) / tasks_without_blocks;
-  return blocks < channels ? blocks : channels;
+// Channels split into `blocks` blocks of `size` (the last may be shorter; none is empty), so that
+// `tasks * blocks` feeds every thread even when there are few tasks (RoIs or images).
+struct ChannelSplit {
+  int64_t blocks = 1;
+  int64_t size = 0;
+
+  ChannelSplit(int64_t tasks, int64_t channels) {
+    const int64_t want = 4 * static_cast<int64_t>(at::get_num_threads());
+    int64_t target = 1;
+    if (tasks > 0 && tasks < want && channels > 1) target = std::min((want + tasks - 1) / tasks, channels);
+    size = std::max<int64_t>((channels + target - 1) / target, 1);
+    blocks = std::max<int64_t>((channels + size - 1) / size, 1);
+  }
+  int64_t begin(int64_t block) const { return block * size; }
+  int64_t end(int64_t block, int64_t channels) const { return std::min(begin(block) + size, channels); }
+};
+
+// Bins of `lanes` channels of one RoI: each table entry is loaded once and used for every
+// channel, which gives the inner loop `lanes` independent FMAs (NCHW reads are gathers, so
+// this, not SIMD over pixels, is what keeps the ALUs busy).
+template <int lanes, typename scalar_t, typename acc_t>
+inline void pool_channels_nchw(const RoiTables<acc_t>& t, const scalar_t* src, int64_t plane, scalar_t* dst,
+                               int64_t bins, const Shape& s) {
+  for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+    for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+      acc_t sum[lanes] = {};
+      for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+        const int64_t row = static_cast<int64_t>(t.rows.index[i]) * s.width;
+        const acc_t wy = t.rows.weight[i] * t.inv_count;
+        for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) {
+          const acc_t w = wy * t.cols.weight[j];
+          const scalar_t* p = src + row + t.cols.index[j];
+#pragma GCC unroll 8
+          for (int q = 0; q < lanes; ++q) sum[q] += w * static_cast<acc_t>(p[q * plane]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int q = 0; q < lanes; ++q) dst[q * bins + ph * s.pooled_w + pw] = static_cast<scalar_t>(sum[q]);
+    }
+  }
 }
 
+// RoIs grouped by image, in their original order.
 template <typename scalar_t>
-void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, double scale,
-                  int sampling_ratio, bool aligned) {
+std::vector<std::vector<int64_t>> rois_by_image(const scalar_t* rois, int64_t num_rois, int64_t batch_size) {
+  std::vector<std::vector<int64_t>> by_image(batch_size);
+  for (int64_t r = 0; r < num_rois; ++r) by_image[static_cast<int64_t>(static_cast<double>(rois[r * 5]))].push_back(r);
+  return by_image;
+}
+
+// An image is "dense" when its RoIs read each pixel several times over: then copying a block of
+// its channels into an NHWC tile once and pooling with contiguous channel vectors beats the
+// gathers of the NCHW layout. Sparse images (few small RoIs on a large map) keep the gathers.
+inline bool dense_image(size_t rois_in_image, const Shape& s) {
+  return static_cast<int64_t>(rois_in_image) * s.pooled_h * s.pooled_w * 4 >= s.height * s.width;
+}
+
+constexpr int64_t kTileChannels = 64;
+
+template <typename scalar_t>
+void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, int64_t batch_size,
+                  double scale, int sampling_ratio, bool aligned) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t blocks = channel_blocks(s.rois, s.channels);
-  const int64_t per_block = (s.channels + blocks - 1) / blocks;
   const int64_t plane = s.height * s.width;
   const int64_t bins = s.pooled_h * s.pooled_w;
-  at::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
+  const auto by_image = rois_by_image(rois, s.rois, batch_size);
+  std::vector<int64_t> dense, sparse_rois;
+  for (int64_t n = 0; n < batch_size; ++n) {
+    if (by_image[n].empty()) continue;
+    if (dense_image(by_image[n].size(), s)) {
+      dense.push_back(n);
+    } else {
+      sparse_rois.insert(sparse_rois.end(), by_image[n].begin(), by_image[n].end());
+    }
+  }
+
+  // dense images: task = (image, block of kTileChannels channels)
+  const int64_t tiles = (s.channels + kTileChannels - 1) / kTileChannels;
+  at::parallel_for(0, static_cast<int64_t>(dense.size()) * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> tile(plane * kTileChannels), pooled(bins * kTileChannels);
+    RoiTables<acc_t> t;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = dense[task / tiles];
+      const int64_t c0 = (task % tiles) * kTileChannels;
+      const int64_t nc = (c0 + kTileChannels < s.channels ? c0 + kTileChannels : s.channels) - c0;
+      for (int64_t q = 0; q < nc; ++q) {
+        const scalar_t* src = input + (n * s.channels + c0 + q) * plane;
+        for (int64_t p = 0; p < plane; ++p) tile[p * nc + q] = static_cast<acc_t>(src[p]);
+      }
+      for (int64_t r : by_image[n]) {
+        t.build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned, s.height,
+                s.width);
+        std::fill(pooled.begin(), pooled.begin() + bins * nc, acc_t(0));
+        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+            acc_t* acc = pooled.data() + (ph * s.pooled_w + pw) * nc;
+            for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+              const int64_t row = static_cast<int64_t>(t.rows.index[i]) * s.width;
+              for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j)
+                accumulate(nc, t.rows.weight[i] * t.cols.weight[j] * t.inv_count,
+                           tile.data() + (row + t.cols.index[j]) * nc, acc);
+            }
+          }
+        }
+        for (int64_t q = 0; q < nc; ++q) {
+          scalar_t* dst = out + (r * s.channels + c0 + q) * bins;
+          for (int64_t b = 0; b < bins; ++b) dst[b] = static_cast<scalar_t>(pooled[b * nc + q]);
+        }
+      }
+    }
+  });
+
+  // sparse images: task = (RoI, channel block), gathers straight from the NCHW planes
+  const ChannelSplit split(static_cast<int64_t>(sparse_rois.size()), s.channels);
+  const int64_t blocks = split.blocks;
+  at::parallel_for(0, static_cast<int64_t>(sparse_rois.size()) * blocks, 1, [&](int64_t begin, int64_t end) {
     RoiTables<acc_t> t;
     int64_t built = -1;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t r = task / blocks;
+      const int64_t r = sparse_rois[task / blocks];
       if (r != built) {
         t.build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned, s.height,
                 s.width);
         built = r;
       }
-      const int64_t c0 = (task % blocks) * per_block;
-      const int64_t c1 = c0 + per_block < s.channels ? c0 + per_block : s.channels;
-      for (int64_t c = c0; c < c1; ++c) {
-        const scalar_t* src = input + (t.batch * s.channels + c) * plane;
-        scalar_t* dst = out + (r * s.channels + c) * bins;
-        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
-          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
-            acc_t sum = 0;
-            for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
-              const scalar_t* row = src + static_cast<int64_t>(t.rows.index[i]) * s.width;
-              acc_t row_sum = 0;
-              for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j)
-                row_sum += t.cols.weight[j] * static_cast<acc_t>(row[t.cols.index[j]]);
-              sum += t.rows.weight[i] * row_sum;
-            }
-            dst[ph * s.pooled_w + pw] = static_cast<scalar_t>(sum * t.inv_count);
-          }
-        }
-      }
+      const int64_t c0 = split.begin(task % blocks);
+      const int64_t c1 = split.end(task % blocks, s.channels);
+      int64_t c = c0;
+      for (; c + 8 <= c1; c += 8)
+        pool_channels_nchw<8>(t, input + (t.batch * s.channels + c) * plane, plane, out + (r * s.channels + c) * bins,
+                              bins, s);
+      for (; c < c1; ++c)
+        pool_channels_nchw<1>(t, input + (t.batch * s.channels + c) * plane, plane, out + (r * s.channels + c) * bins,
+                              bins, s);
     }
   });
 }
@@ -153,12 +242,12 @@ template <typename scalar_t>
 void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, double scale,
                   int sampling_ratio, bool aligned) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t blocks = channel_blocks(s.rois, s.channels);
-  const int64_t per_block = (s.channels + blocks - 1) / blocks;
+  const ChannelSplit split(s.rois, s.channels);
+  const int64_t blocks = split.blocks;
   at::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
     RoiTables<acc_t> t;
     int64_t built = -1;
-    std::vector<acc_t> acc(per_block);
+    std::vector<acc_t> acc(split.size);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task / blocks;
       if (r != built) {
@@ -166,8 +255,8 @@ void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
                 s.width);
         built = r;
       }
-      const int64_t c0 = (task % blocks) * per_block;
-      const int64_t n = (c0 + per_block < s.channels ? c0 + per_block : s.channels) - c0;
+      const int64_t c0 = split.begin(task % blocks);
+      const int64_t n = split.end(task % blocks, s.channels) - c0;
       for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
         for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
           std::fill(acc.begin(), acc.begin() + n, acc_t(0));
@@ -201,7 +290,33 @@ void build_all_tables(const scalar_t* rois, const Shape& s, int64_t batch_size, 
   for (int64_t r = 0; r < s.rois; ++r) rois_of_image[tables[r].batch].push_back(r);
 }
 
-// grad is [K, C, PH, PW] contiguous; grad_input is [N, C, H, W] zeros in acc_t.
+// Scatter of one RoI's gradient into `lanes` channel planes (see pool_channels_nchw).
+template <int lanes, typename scalar_t, typename acc_t>
+inline void scatter_channels_nchw(const RoiTables<acc_t>& t, const scalar_t* g, int64_t bins, acc_t* dst,
+                                  int64_t plane, const Shape& s) {
+  for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
+    for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
+      acc_t gv[lanes];
+#pragma GCC unroll 8
+      for (int q = 0; q < lanes; ++q) gv[q] = static_cast<acc_t>(g[q * bins + ph * s.pooled_w + pw]) * t.inv_count;
+      for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+        const int64_t row = static_cast<int64_t>(t.rows.index[i]) * s.width;
+        const acc_t wy = t.rows.weight[i];
+        for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) {
+          const acc_t w = wy * t.cols.weight[j];
+          acc_t* p = dst + row + t.cols.index[j];
+#pragma GCC unroll 8
+          for (int q = 0; q < lanes; ++q) p[q * plane] += w * gv[q];
+        }
+      }
+    }
+  }
+}
+
+// grad is [K, C, PH, PW] contiguous; grad_input is [N, C, H, W] zeros in acc_t. Tasks are
+// (image, channel block): each owns its planes and visits that image's RoIs in order. Dense
+// images accumulate into an NHWC tile with contiguous channel vectors and are transposed back
+// once; sparse images scatter straight into the planes, 8 channels per table entry.
 template <typename scalar_t, typename acc_t>
 void backward_nchw(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input, const Shape& s, int64_t batch_size,
                    double scale, int sampling_ratio, bool aligned) {
@@ -210,25 +325,44 @@ void backward_nchw(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
   build_all_tables(rois, s, batch_size, scale, sampling_ratio, aligned, tables, rois_of_image);
   const int64_t plane = s.height * s.width;
   const int64_t bins = s.pooled_h * s.pooled_w;
-  at::parallel_for(0, batch_size * s.channels, 1, [&](int64_t begin, int64_t end) {
+  const int64_t tiles = (s.channels + kTileChannels - 1) / kTileChannels;
+  at::parallel_for(0, batch_size * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> tile, grads(bins * kTileChannels);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / s.channels;
-      const int64_t c = task % s.channels;
-      acc_t* dst = grad_input + task * plane;
+      const int64_t n = task / tiles;
+      if (rois_of_image[n].empty()) continue;
+      const int64_t c0 = (task % tiles) * kTileChannels;
+      const int64_t nc = (c0 + kTileChannels < s.channels ? c0 + kTileChannels : s.channels) - c0;
+      acc_t* dst = grad_input + (n * s.channels + c0) * plane;
+      if (!dense_image(rois_of_image[n].size(), s)) {
+        for (int64_t r : rois_of_image[n]) {
+          const scalar_t* g = grad + (r * s.channels + c0) * bins;
+          int64_t c = 0;
+          for (; c + 8 <= nc; c += 8) scatter_channels_nchw<8>(tables[r], g + c * bins, bins, dst + c * plane, plane, s);
+          for (; c < nc; ++c) scatter_channels_nchw<1>(tables[r], g + c * bins, bins, dst + c * plane, plane, s);
+        }
+        continue;
+      }
+      tile.assign(plane * nc, acc_t(0));
       for (int64_t r : rois_of_image[n]) {
         const RoiTables<acc_t>& t = tables[r];
-        const scalar_t* g = grad + (r * s.channels + c) * bins;
+        for (int64_t q = 0; q < nc; ++q) {
+          const scalar_t* g = grad + (r * s.channels + c0 + q) * bins;
+          for (int64_t b = 0; b < bins; ++b) grads[b * nc + q] = static_cast<acc_t>(g[b]) * t.inv_count;
+        }
         for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
           for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
-            const acc_t gv = static_cast<acc_t>(g[ph * s.pooled_w + pw]) * t.inv_count;
+            const acc_t* gv = grads.data() + (ph * s.pooled_w + pw) * nc;
             for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
-              acc_t* row = dst + static_cast<int64_t>(t.rows.index[i]) * s.width;
-              const acc_t gy = gv * t.rows.weight[i];
-              for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) row[t.cols.index[j]] += gy * t.cols.weight[j];
+              const int64_t row = static_cast<int64_t>(t.rows.index[i]) * s.width;
+              for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j)
+                accumulate(nc, t.rows.weight[i] * t.cols.weight[j], gv, tile.data() + (row + t.cols.index[j]) * nc);
             }
           }
         }
       }
+      for (int64_t q = 0; q < nc; ++q)
+        for (int64_t p = 0; p < plane; ++p) dst[q * plane + p] = tile[p * nc + q];
     }
   });
 }
@@ -240,13 +374,13 @@ void backward_nhwc(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
   std::vector<RoiTables<acc_t>> tables;
   std::vector<std::vector<int64_t>> rois_of_image;
   build_all_tables(rois, s, batch_size, scale, sampling_ratio, aligned, tables, rois_of_image);
-  const int64_t blocks = channel_blocks(batch_size, s.channels);
-  const int64_t per_block = (s.channels + blocks - 1) / blocks;
+  const ChannelSplit split(batch_size, s.channels);
+  const int64_t blocks = split.blocks;
   at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks;
-      const int64_t c0 = (task % blocks) * per_block;
-      const int64_t nc = (c0 + per_block < s.channels ? c0 + per_block : s.channels) - c0;
+      const int64_t c0 = split.begin(task % blocks);
+      const int64_t nc = split.end(task % blocks, s.channels) - c0;
       for (int64_t r : rois_of_image[n]) {
         const RoiTables<acc_t>& t = tables[r];
         for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
@@ -291,9 +425,13 @@ at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois
   if (s.height == 0 || s.width == 0) return out.zero_();  // no pixel to sample
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
     check_batch_indices(rois.data_ptr<scalar_t>(), s.rois, input.size(0));
-    auto kernel = nhwc ? forward_nhwc<scalar_t> : forward_nchw<scalar_t>;
-    kernel(feat.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out_buffer.data_ptr<scalar_t>(), s, spatial_scale,
-           static_cast<int>(sampling_ratio), aligned);
+    if (nhwc) {
+      forward_nhwc(feat.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out_buffer.data_ptr<scalar_t>(), s,
+                   spatial_scale, static_cast<int>(sampling_ratio), aligned);
+    } else {
+      forward_nchw(feat.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out_buffer.data_ptr<scalar_t>(), s,
+                   input.size(0), spatial_scale, static_cast<int>(sampling_ratio), aligned);
+    }
   });
   return out;
 }
@@ -315,8 +453,10 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad_in, const at::Tensor& r
   const Shape s{rois.size(0), channels, height, width, pooled_height, pooled_width};
   const bool reduced = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
   // Half/bfloat16 gradients accumulate in float and are rounded once at the end.
-  at::Tensor acc = at::zeros({batch_size, channels, height, width},
-                             grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()).memory_format(format));
+  // (at::zeros ignores a memory format in its options, so allocate with the format and zero)
+  at::Tensor acc = at::empty({batch_size, channels, height, width},
+                             grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()), format)
+                       .zero_();
   if (acc.numel() != 0 && s.rois != 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;

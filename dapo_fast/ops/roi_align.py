@@ -112,7 +112,7 @@ def _fake_roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sam
 def _fake_roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
                              width, sampling_ratio, aligned):
     fmt = torch.channels_last if _checks.is_channels_last(grad) else torch.contiguous_format
-    return grad.new_empty((batch_size, channels, height, width), memory_format=fmt)
+    return torch.empty((batch_size, channels, height, width), dtype=grad.dtype, device=grad.device, memory_format=fmt)
 
 
 def _setup_context(ctx, inputs, output):
@@ -120,12 +120,15 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(rois)
     ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
     ctx.input_shape = input.shape
+    ctx.channels_last = _checks.is_channels_last(input)
 
 
 def _backward(ctx, grad):
     (rois,) = ctx.saved_tensors
     spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
     batch_size, channels, height, width = ctx.input_shape
+    if ctx.channels_last:  # grad_input takes grad's layout: make it the input's
+        grad = grad.contiguous(memory_format=torch.channels_last)
     grad_input = torch.ops.dapo_fast.roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_width,
                                                         batch_size, channels, height, width, sampling_ratio, aligned)
     return grad_input, None, None, None, None, None, None

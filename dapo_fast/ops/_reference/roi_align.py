@@ -31,7 +31,9 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, poo
     feats = input.to(compute)
     r = rois.to(compute)
     if num_rois == 0 or height == 0 or width == 0:
-        return feats.new_zeros((num_rois, channels, pooled_height, pooled_width)).to(out_dtype)
+        # nothing to sample; `+ 0 * sum` keeps the result attached to the autograd graph
+        zeros = feats.new_zeros((num_rois, channels, pooled_height, pooled_width))
+        return (zeros + 0 * feats.sum()).to(out_dtype)
 
     offset = 0.5 if aligned else 0.0
     start_w = r[:, 1] * spatial_scale - offset

@@ -1,0 +1,119 @@
+"""Grounding metrics in plain PyTorch / OpenCV: the specification of the batched metric ops.
+
+resized_argmax   peak (row, col) of each heatmap after a bilinear resize to its image size
+                 (OpenCV's / torch's align_corners=False rule), evaluated at every output pixel in
+                 float64. Tie rule: the first maximum in row-major order of the resized map.
+pointing_game    the peak is inside any ground-truth box, bounds inclusive (WWbL's isCorrectHit)
+pointing_game_masks  the peak is inside the ground-truth mask (PCNet's PointM)
+heatmap_to_box   WWbL's heatmap -> box procedure, with OpenCV connected components like the original
+box_accuracy     IoU of the predicted box with any ground-truth box >= threshold
+"""
+from typing import List, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _axis_table(out_size: int, in_size: int):
+    """For each output index: the two source indices and their weights (torch/OpenCV bilinear rule)."""
+    scale = float(in_size) / float(out_size)
+    dst = torch.arange(out_size, dtype=torch.float64)
+    src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
+    low = src.to(torch.int64).clamp(max=in_size - 1)
+    high = torch.where(low < in_size - 1, low + 1, low)
+    w_high = src - low.to(torch.float64)
+    w_high = torch.where(low < in_size - 1, w_high, torch.zeros_like(w_high))
+    w_low = 1.0 - w_high
+    return low, high, w_low, w_high
+
+
+def bilinear_resize(heatmap: Tensor, height: int, width: int) -> Tensor:
+    """[h, w] -> [height, width] float64, written out so each rounding step is explicit:
+    value = wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d)."""
+    src = heatmap.to(torch.float64)
+    y0, y1, wy0, wy1 = _axis_table(height, src.shape[0])
+    x0, x1, wx0, wx1 = _axis_table(width, src.shape[1])
+    top = wx0[None, :] * src[y0][:, x0] + wx1[None, :] * src[y0][:, x1]
+    bottom = wx0[None, :] * src[y1][:, x0] + wx1[None, :] * src[y1][:, x1]
+    return wy0[:, None] * top + wy1[:, None] * bottom
+
+
+def resized_argmax(heatmaps: Tensor, sizes: Tensor) -> Tensor:
+    """heatmaps [N, h, w], sizes [N, 2] (height, width) -> [N, 2] int64 (row, col) in the resized map."""
+    out = torch.empty((heatmaps.shape[0], 2), dtype=torch.int64)
+    for i in range(heatmaps.shape[0]):
+        height, width = int(sizes[i, 0]), int(sizes[i, 1])
+        resized = bilinear_resize(heatmaps[i].cpu(), height, width)
+        flat = int(torch.argmax(resized.reshape(-1)))  # first maximum in row-major order
+        out[i, 0], out[i, 1] = flat // width, flat % width
+    return out.to(heatmaps.device)
+
+
+def pointing_game(heatmaps: Tensor, gt_boxes: Sequence[Tensor], image_sizes: Tensor) -> Tensor:
+    peaks = resized_argmax(heatmaps, image_sizes).cpu()
+    hits = []
+    for i, boxes in enumerate(gt_boxes):
+        y, x = float(peaks[i, 0]), float(peaks[i, 1])
+        b = boxes.detach().to(torch.float64).cpu()
+        inside = (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
+        hits.append(bool(inside.any()))
+    return torch.tensor(hits, dtype=torch.bool, device=heatmaps.device)
+
+
+def pointing_game_masks(heatmaps: Tensor, gt_masks: Sequence[Tensor]) -> Tensor:
+    sizes = torch.tensor([list(m.shape) for m in gt_masks], dtype=torch.int64).reshape(-1, 2)
+    peaks = resized_argmax(heatmaps, sizes).cpu()
+    hits = [bool(m.cpu()[int(peaks[i, 0]), int(peaks[i, 1])]) for i, m in enumerate(gt_masks)]
+    return torch.tensor(hits, dtype=torch.bool, device=heatmaps.device)
+
+
+def heatmap_to_box_one(heat: np.ndarray, rel_threshold: float = 0.5, conf_threshold: float = 0.5,
+                       tozero: bool = False) -> List[float]:
+    """One map, the original code's way (OpenCV), with the rules heatmap_to_box documents."""
+    import cv2
+
+    heat = heat.astype(np.float64)
+    lo, hi = heat.min(), heat.max()
+    norm = (heat - lo) / (hi - lo) if hi > lo else np.ones_like(heat)  # flat map: every pixel is the peak
+    keep = norm >= rel_threshold
+    if not keep.any():
+        return [float("nan")] * 4
+    score = np.where(keep, norm, 0.0) if tozero else norm
+    count, _, stats, _ = cv2.connectedComponentsWithStats(keep.astype(np.uint8), connectivity=8)
+    boxes, confs = [], []
+    for label in range(1, count):
+        x, y, w, h = (int(v) for v in stats[label, :4])
+        boxes.append((x, y, x + w, y + h))
+        confs.append(float(score[y:y + h, x:x + w].sum()) / (w * h))
+    best = max(confs)
+    kept = [b for b, c in zip(boxes, confs) if c > conf_threshold * best or c == best]
+    return [float(min(b[0] for b in kept)), float(min(b[1] for b in kept)),
+            float(max(b[2] for b in kept)), float(max(b[3] for b in kept))]
+
+
+def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold: float = 0.5,
+                   tozero: bool = False) -> Tensor:
+    maps = heatmaps.detach().cpu().to(torch.float64).numpy()
+    rows = [heatmap_to_box_one(m, rel_threshold, conf_threshold, tozero) for m in maps]
+    out = torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
+    return out.to(heatmaps.device)
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """torchvision.ops.box_iou semantics, with a leading batch dimension allowed: [..., N, 4] x [..., M, 4]."""
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a[..., :, None] + area_b[..., None, :] - inter)
+
+
+def box_accuracy(pred_boxes: Tensor, gt_boxes: Sequence[Tensor], threshold: float = 0.5) -> Tensor:
+    hits = []
+    for i, boxes in enumerate(gt_boxes):
+        iou = box_iou(pred_boxes[i:i + 1].to(torch.float64), boxes.to(pred_boxes.device, torch.float64))
+        hits.append(bool((iou >= threshold).any()))
+    return torch.tensor(hits, dtype=torch.bool, device=pred_boxes.device)

@@ -1,0 +1,82 @@
+"""box_iou (torchvision semantics, batched form) and box_accuracy."""
+import pytest
+import torch
+import torchvision
+
+import dapo_fast
+from dapo_fast.ops import box_accuracy, box_iou
+from dapo_fast.ops._reference import grounding_metrics as ref
+from tests._helpers import TOL
+
+pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
+
+
+def random_boxes(*shape, dtype=torch.float32):
+    xy = torch.rand(*shape, 2, dtype=dtype) * 50
+    wh = torch.rand(*shape, 2, dtype=dtype) * 30
+    return torch.cat([xy, xy + wh], -1)
+
+
+BACKENDS = ["auto", "reference"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n,m", [(7, 11), (1, 1), (0, 5), (5, 0), (64, 3)])
+def test_matches_torchvision(seed, backend, n, m):
+    a, b = random_boxes(n), random_boxes(m)
+    torch.testing.assert_close(box_iou(a, b, backend=backend), torchvision.ops.box_iou(a, b), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batched_equals_loop(seed, backend):
+    a, b = random_boxes(4, 9, dtype=torch.float64), random_boxes(4, 6, dtype=torch.float64)
+    got = box_iou(a, b, backend=backend)
+    for i in range(4):
+        torch.testing.assert_close(got[i], torchvision.ops.box_iou(a[i], b[i]), **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_degenerate_boxes_like_torchvision(backend):
+    a = torch.tensor([[0.0, 0, 0, 0], [0, 0, 2, 2], [3, 3, 1, 1]])
+    b = torch.tensor([[0.0, 0, 0, 0], [1, 1, 3, 3]])
+    want = torchvision.ops.box_iou(a, b)
+    torch.testing.assert_close(box_iou(a, b, backend=backend), want, equal_nan=True)
+
+
+def test_box_accuracy(seed):
+    pred = random_boxes(30)
+    gts = [random_boxes(i % 4) for i in range(30)]
+    gts[5] = pred[5:6] + 0.01  # near-identical: a hit
+    got = box_accuracy(pred, gts)
+    want = ref.box_accuracy(pred, gts)
+    assert torch.equal(got, want) and bool(got[5])
+    assert not got[0::4].any()  # no ground truth: miss
+    # threshold is inclusive (IoU >= 0.5): a box covering half of its ground truth
+    half = box_accuracy(torch.tensor([[0.0, 0, 10, 10]]), [torch.tensor([[0.0, 0, 10, 20]])])
+    assert half.tolist() == [True]
+    assert box_accuracy(torch.tensor([[0.0, 0, 10, 10]]), [torch.tensor([[0.0, 0, 10, 20]])], 0.51).tolist() == [False]
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="a must"):
+        box_iou(torch.zeros(3, 5), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="b must"):
+        box_iou(torch.zeros(2, 3, 4), torch.zeros(3, 3, 4))
+    with pytest.raises(TypeError, match="a and b"):
+        box_iou(torch.zeros(3, 4), torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="pred_boxes"):
+        box_accuracy(torch.zeros(3, 5), [torch.zeros(1, 4)] * 3)
+    with pytest.raises(ValueError, match="gt_boxes"):
+        box_accuracy(torch.zeros(3, 4), [torch.zeros(1, 4)] * 2)
+
+
+def test_cpu_kernel_opcheck_and_grad_fallback(seed):
+    a, b = random_boxes(3, 9), random_boxes(3, 6)
+    torch.library.opcheck(torch.ops.dapo_fast.box_iou.default, (a, b))
+    torch.testing.assert_close(box_iou(a, b, backend="cpu"), ref.box_iou(a, b), **TOL[torch.float32])
+    ag = a.clone().requires_grad_()
+    out = box_iou(ag, b)  # auto + requires_grad: the differentiable reference
+    out.sum().backward()
+    assert ag.grad is not None and ag.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="b must"):
+        torch.ops.dapo_fast.box_iou(a, random_boxes(2, 6))

@@ -16,8 +16,8 @@
   attention map a as a no-grad target. Uses ``dapo_fast.ops.diffusion_guided_loss`` when that op is
   present, else the plain-PyTorch form here (same math).
 * ``self_paced_weights``: DAPO eq. 7-8 closed form ``v = clip(SREG - gamma * L, 0, 1)``.
-* ``dapo_loss``: eq. 6 per entity ``mu*L_task + (1-mu)*L_D``, weighted by v, averaged over the
-  valid entities of the global batch.
+* ``dapo_loss``: eq. 6 per entity ``mu*L_task + (1-mu)*L_D``; the v-weighted mean over the global
+  batch (sum(v*L)/sum(v)), or the plain mean over valid entities without self-paced weights.
 """
 from __future__ import annotations
 
@@ -46,7 +46,10 @@ def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed
     B, E, h, w = heatmaps.shape
     eps = 1e-6
     M = heatmaps.flatten(2)  # [B,E,HW]
-    V = pixel_embed.flatten(2)  # [B,D,HW]
+    # unit-length location embeddings: every location the heatmap covers contributes as much as any
+    # other (as in WWbL, where the masked-out pixels are gone and the kept ones are all seen); with
+    # raw features, heat on low-norm background would be free and the heatmap's peak could sit anywhere
+    V = F.normalize(pixel_embed.flatten(2), dim=1)  # [B,D,HW]
     fg = torch.einsum("beh,bdh->bed", M, V) / (M.sum(-1, keepdim=True) + eps)
     bg = torch.einsum("beh,bdh->bed", 1 - M, V) / ((1 - M).sum(-1, keepdim=True) + eps)
     fg, bg = F.normalize(fg, dim=-1), F.normalize(bg, dim=-1)
@@ -126,9 +129,13 @@ def dapo_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], *, s
     if sreg is not None:
         mean_loss = gather((per.detach() * validf)).sum() / n_valid
         v = self_paced_weights(per, sreg, gamma, mean_loss if normalise_self_paced else None) * validf
+        # weighted mean: sum(v*L)/sum(v), so down-weighting easy/hard samples reshapes the batch
+        # without also shrinking the step size
+        denom = gather(v.detach()).sum().clamp_min(1e-6)
     else:
         v = validf
-    loss = (v * per).sum() / n_valid * world_size
+        denom = n_valid
+    loss = (v * per).sum() / denom * world_size
     parts = {k: (task[k].detach().sum() / validf.sum().clamp_min(1.0)) for k in ("fg", "bg", "area")}
     parts["task"] = (task["loss"].detach().sum() / validf.sum().clamp_min(1.0))
     parts["v_mean"] = v.detach().sum() / validf.sum().clamp_min(1.0)

@@ -21,22 +21,43 @@ def _gn(c: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, c), c)
 
 
+class _EdgePad(nn.Module):
+    """Replicate ("edge") padding by index_select. Same numbers as F.pad(mode="replicate"), but
+    inductor compiles its backward correctly (replication_pad2d_backward trips a stride assertion
+    under torch.compile in torch 2.14)."""
+
+    def __init__(self, pad: int):
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad == 0:
+            return x
+        H, W = x.shape[-2:]
+        rows = torch.arange(-self.pad, H + self.pad, device=x.device).clamp(0, H - 1)
+        cols = torch.arange(-self.pad, W + self.pad, device=x.device).clamp(0, W - 1)
+        return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(_EdgePad(k // 2), nn.Conv2d(cin, cout, k, stride=stride, padding=0, bias=False))
+
+
 class SmallCNN(nn.Module):
     """RGB [B,3,S,S] -> features [B, out_dim, S/4, S/4]."""
 
-    def __init__(self, out_dim: int = 64, width: int = 32, depth: int = 3, block_kernel: int = 3,
-                 padding_mode: str = "replicate"):
+    def __init__(self, out_dim: int = 64, width: int = 32, depth: int = 3, block_kernel: int = 3):
         # replicate padding: border locations must not get a signature of their own, or the heatmap
         # learns to park its mass there (seen with zero padding: argmax in a corner)
         super().__init__()
         half = max(8, width // 2)
         self.stem = nn.Sequential(
-            nn.Conv2d(3, half, 3, stride=2, padding=1, bias=False, padding_mode=padding_mode), _gn(half), nn.ReLU(inplace=True),
-            nn.Conv2d(half, width, 3, stride=2, padding=1, bias=False, padding_mode=padding_mode), _gn(width), nn.ReLU(inplace=True))
+            _conv(3, half, 3, 2), _gn(half), nn.ReLU(inplace=True),
+            _conv(half, width, 3, 2), _gn(width), nn.ReLU(inplace=True))
         # the first block widens the receptive field once (kernel block_kernel), the rest are 1x1
         kernels = [block_kernel] + [1] * (depth - 1)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width, width, k, padding=k // 2, bias=False, padding_mode=padding_mode), _gn(width)) for k in kernels)
+            nn.Sequential(_conv(width, width, k), _gn(width)) for k in kernels)
         self.out = nn.Conv2d(width, out_dim, 1)
         self.stride = 4
 

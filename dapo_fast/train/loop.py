@@ -261,7 +261,7 @@ def train(cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] 
         if bar is not None:
             bar.update(1)
         if step % tc.log_every == 0 or step == tc.max_steps:
-            rec = {k: float(D.all_reduce_mean(v)) for k, v in parts.items()}
+            rec = {k: float(D.all_reduce_mean(v.detach())) for k, v in parts.items()}
             rec["loss"] = rec["loss"] / dist.world_size  # undo the DDP scaling for display
             rec.update(step=step, lr=sched.get_last_lr()[0], gamma=float(gamma), stage=cur.stage,
                        pool=len(cur.pool()), elapsed=round(time.time() - t0, 2))

@@ -35,7 +35,7 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed: torch.Tensor,
                    entity_valid: torch.Tensor, phrase_tokens: torch.Tensor, tau: float = 0.1,
-                   w_fg: float = 1.0, w_bg: float = 1.0, w_area: float = 0.5,
+                   w_fg: float = 1.0, w_bg: float = 1.0, w_area: float = 0.5, w_peak: float = 0.0,
                    gather: Gather = _identity, rank_offset: int = 0) -> Dict[str, torch.Tensor]:
     """Per-entity task loss [B,E] (0 for invalid entities) and its parts.
 
@@ -69,10 +69,20 @@ def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed
     logits = logits.masked_fill(drop, float("-inf"))
     fg_loss = F.cross_entropy(logits, target, reduction="none").view(B, E)
     bg_loss = (bg * t).sum(-1).abs()
+    if w_peak:
+        # peak contrast (multiple-instance form of the same contrast): the best-matching location of
+        # the image for entity n must match t_n better than the image's best location for any other
+        # entity's phrase matches that phrase; gradient flows through the peak, which is what the
+        # pointing game reads
+        peak = torch.einsum("bdh,nd->bnh", V, t_all).amax(-1) / tau  # [B, N_all]
+        peak = peak.repeat_interleave(E, dim=0).masked_fill(drop, float("-inf"))
+        peak_loss = F.cross_entropy(peak, target, reduction="none").view(B, E)
+    else:
+        peak_loss = torch.zeros_like(bg_loss)
     area = M.mean(-1)
     valid = entity_valid.to(fg_loss.dtype)
-    total = (w_fg * fg_loss + w_bg * bg_loss + w_area * area) * valid
-    return dict(loss=total, fg=fg_loss * valid, bg=bg_loss * valid, area=area * valid)
+    total = (w_fg * fg_loss + w_bg * bg_loss + w_area * area + w_peak * peak_loss) * valid
+    return dict(loss=total, fg=fg_loss * valid, bg=bg_loss * valid, area=area * valid, peak=peak_loss * valid)
 
 
 def _plain_diffusion_guided(heatmaps: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
@@ -110,14 +120,14 @@ def self_paced_weights(losses: torch.Tensor, sreg: torch.Tensor, gamma: float,
 
 def dapo_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], *, sreg: Optional[torch.Tensor],
               gamma: float, tau: float = 0.1, w_fg: float = 1.0, w_bg: float = 1.0, w_area: float = 0.5,
-              gather: Gather = _identity, rank_offset: int = 0, world_size: int = 1,
+              w_peak: float = 0.0, gather: Gather = _identity, rank_offset: int = 0, world_size: int = 1,
               normalise_self_paced: bool = True) -> Dict[str, torch.Tensor]:
     """Eq. 6 + eq. 7: per entity L = mu*L_task + (1-mu)*L_D, weighted by the self-paced v when
     ``sreg`` [B,E] is given (else v = 1). Returns the scalar "loss" (scaled so that DDP's gradient
     averaging gives the gradient of the global-batch mean) and detached parts for logging."""
     valid = batch["entity_valid"]
     task = wwbl_task_loss(out["heatmaps"], out["pixel_embed"], out["text_embed"], valid, batch["phrase_tokens"],
-                          tau=tau, w_fg=w_fg, w_bg=w_bg, w_area=w_area, gather=gather, rank_offset=rank_offset)
+                          tau=tau, w_fg=w_fg, w_bg=w_bg, w_area=w_area, w_peak=w_peak, gather=gather, rank_offset=rank_offset)
     mu = batch["mu"].to(task["loss"].dtype)[:, None]
     per = task["loss"]
     ld = None
@@ -136,7 +146,7 @@ def dapo_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], *, s
         v = validf
         denom = n_valid
     loss = (v * per).sum() / denom * world_size
-    parts = {k: (task[k].detach().sum() / validf.sum().clamp_min(1.0)) for k in ("fg", "bg", "area")}
+    parts = {k: (task[k].detach().sum() / validf.sum().clamp_min(1.0)) for k in ("fg", "bg", "area", "peak")}
     parts["task"] = (task["loss"].detach().sum() / validf.sum().clamp_min(1.0))
     parts["v_mean"] = v.detach().sum() / validf.sum().clamp_min(1.0)
     if ld is not None:

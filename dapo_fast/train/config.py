@@ -49,6 +49,7 @@ class LossConfig:
     w_fg: float = 1.0
     w_bg: float = 1.0
     w_area: float = 0.5
+    w_peak: float = 1.0  # peak (multiple-instance) contrast of the location-entity similarity map
     normalise_self_paced: bool = True  # divide L by the batch-mean loss inside v = clip(SREG - gamma*L)
 
 

@@ -75,7 +75,11 @@ def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed
         # entity's phrase matches that phrase; gradient flows through the peak, which is what the
         # pointing game reads
         peak = torch.einsum("bdh,nd->bnh", V, t_all).amax(-1) / tau  # [B, N_all]
-        peak = peak.repeat_interleave(E, dim=0).masked_fill(drop, float("-inf"))
+        # the image's other entities are present in it: not negatives at the image level
+        img_all = gather(torch.arange(B, device=V.device) + rank_offset).repeat_interleave(E)
+        img_local = (torch.arange(B, device=V.device) + rank_offset).repeat_interleave(E)
+        same_image = (img_local[:, None] == img_all[None, :]) & ~is_self
+        peak = peak.repeat_interleave(E, dim=0).masked_fill(drop | same_image, float("-inf"))
         peak_loss = F.cross_entropy(peak, target, reduction="none").view(B, E)
     else:
         peak_loss = torch.zeros_like(bg_loss)

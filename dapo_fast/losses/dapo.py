@@ -9,6 +9,11 @@
     with the same phrase text as the positive are left out (they are not negatives).
   - background: |cos(bg_n, t_n)| (nothing of the entity may be left outside the heatmap).
   - area: mean(M) (keeps the heatmap tight).
+  - peak (``w_peak``, on by default in the configs): the multiple-instance form of the same contrast,
+    InfoNCE over max_x cos(V(x), t_m) with the image's other entities left out (they are in the
+    image). Measured on the synthetic benchmark, the fg/bg/area terms alone reach a low loss with the
+    heatmap's peak off the object (pointing game 30-40% after 400-500 steps); with the peak term
+    the same run reaches 76%: the pointing game reads the peak, and this term is what trains it.
   WWbL uses a frozen CLIP as the embedding of the masked image; here the per-location embedding is
   learnt with the grounder (no pretrained CLIP is available offline), and the CNN's small receptive
   field keeps it local.

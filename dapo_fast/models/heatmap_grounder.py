@@ -8,7 +8,9 @@
 
 The decoder conditions every location on the entity by a channel-wise product of the location's
 feature with the entity embedding, followed by a per-location MLP: cheap (1x1 convolutions) and it
-lets the heatmap for "red circle" light up where "red" and "circle" features co-occur.
+lets the heatmap for "red circle" light up where "red" and "circle" features co-occur. A scaled
+cosine similarity between the location's embedding and the entity embedding is added to the logits
+(``similarity_logits``), so the heatmap's peak is where the task loss's embeddings agree.
 """
 from __future__ import annotations
 

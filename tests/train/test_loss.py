@@ -117,3 +117,19 @@ def test_dapo_loss_mu_mixes_task_and_diffusion_terms():
     per = (mu * task + (1 - mu) * ld) * valid
     v = (sreg - 0.2 * per.detach() / (per.detach().sum() / valid.sum())).clamp(0, 1) * valid
     torch.testing.assert_close(weighted["loss"], (v * per).sum() / v.sum())
+
+
+def test_peak_contrast_formula_and_same_image_masking():
+    heat, pix, text, valid, tokens = _inputs(B=3, E=2)
+    valid[:] = True
+    out = wwbl_task_loss(heat, pix, text, valid, tokens, w_fg=0.0, w_bg=0.0, w_area=0.0, w_peak=1.0, tau=0.5)
+    V = torch.nn.functional.normalize(pix.flatten(2), dim=1)
+    t = torch.nn.functional.normalize(text, dim=-1).reshape(6, -1)
+    for b in range(3):
+        for e in range(2):
+            n = b * 2 + e
+            score = torch.einsum("dh,nd->nh", V[b], t).amax(-1) / 0.5
+            keep = torch.tensor([m == n or m // 2 != b for m in range(6)])  # the image's other entity is dropped
+            expect = -torch.log_softmax(score[keep], 0)[int(keep[:n].sum())]
+            torch.testing.assert_close(out["peak"][b, e], expect)
+            torch.testing.assert_close(out["loss"][b, e], expect)

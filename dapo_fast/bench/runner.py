@@ -18,9 +18,14 @@ import torch
 from dapo_fast.bench.registry import Case, all_cases, backward_of
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1, slow_seconds: float = 2.0) -> float:
+    """Median wall time in ms after `warmup` calls. A call slower than `slow_seconds` (the eager
+    references at full size) is timed once more instead of `repeats` times."""
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
+    if warmup and (time.perf_counter() - start) / warmup > slow_seconds:
+        repeats = 1
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -156,6 +161,9 @@ def _plot(rows: List[dict], path: str) -> None:
         ax.barh([i + 0.2 for i in y], fb, height=0.4, label="forward+backward")
         ax.set_yticks(list(y), names, fontsize=7)
         ax.set_xscale("log")
+        positive = [v for v in fwd + fb if v > 0]
+        if positive:  # start the axis below the fastest bar so it stays visible
+            ax.set_xlim(left=min(positive) / 2)
         ax.set_title(f"{op} @ {size} (ms, log scale)", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
     axes[0, 0].legend(fontsize=7)

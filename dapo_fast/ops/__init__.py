@@ -21,3 +21,7 @@ from dapo_fast.ops.self_taught_targets import self_taught_targets
 from dapo_fast.ops.weighted_smooth_l1 import weighted_smooth_l1
 
 __all__ += ["box_encode", "box_decode", "self_taught_targets", "weighted_smooth_l1"]
+from dapo_fast.ops.cross_attention_probs_mean import cross_attention_probs_mean  # noqa: E402
+from dapo_fast.ops.dapo_losses import attention_guidance_loss, diffusion_guided_loss  # noqa: E402
+
+__all__ += ["cross_attention_probs_mean", "attention_guidance_loss", "diffusion_guided_loss"]

@@ -6,7 +6,7 @@
 * ScoreS = similarity of each image-entity pair from a frozen scorer: open_clip when local weights
   are given, else the model's own heatmap-pooled embedding vs its entity embedding, taken from a
   frozen snapshot after ``warmup_steps``. SREG = ScoreS min-max normalised over the training set.
-* Self-paced weights v = clip(SREG - gamma*L, 0, 1) (losses.dapo.self_paced_weights) with gamma
+* Self-paced weights v = clip(SREG - gamma*L, 0, 1) (losses.grounding.self_paced_weights) with gamma
   moving linearly from ``gamma_start`` to ``gamma_end`` (DAPO's implementation decays 0.5 -> 0.1).
 
 The batch order is a pure function of (seed, stage, epoch, position), so the state to resume is a

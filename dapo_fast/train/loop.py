@@ -20,7 +20,7 @@ import torch
 
 from dapo_fast.data import all_phrases, build_splits, collate_train
 from dapo_fast.data.sample import WordTokenizer
-from dapo_fast.losses.dapo import dapo_loss
+from dapo_fast.losses.grounding import dapo_loss
 from dapo_fast.models.heatmap_grounder import build_model
 from dapo_fast.train import distributed as D
 from dapo_fast.train.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint,

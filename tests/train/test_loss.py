@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dapo_fast.losses.dapo import (dapo_loss, diffusion_guided_loss_per_entity, self_paced_weights,
+from dapo_fast.losses.grounding import (dapo_loss, diffusion_guided_loss_per_entity, self_paced_weights,
                                    wwbl_task_loss)
 
 

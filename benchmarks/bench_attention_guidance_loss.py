@@ -1,0 +1,15 @@
+import pytest
+
+from benchmarks.conftest import params_for, run_forward, run_forward_backward
+
+PARAMS = params_for("attention_guidance_loss")
+
+
+@pytest.mark.parametrize("case,impl", PARAMS)
+def test_attention_guidance_loss_forward(benchmark, case, impl):
+    run_forward(benchmark, case, impl)
+
+
+@pytest.mark.parametrize("case,impl", PARAMS)
+def test_attention_guidance_loss_forward_backward(benchmark, case, impl):
+    run_forward_backward(benchmark, case, impl)

@@ -74,7 +74,7 @@ class TrainConfig:
     out_dir: str = "runs/demo"
     seed: int = 0
     batch_size: int = 64  # global batch (split over DDP ranks)
-    max_steps: int = 600
+    max_steps: int = 1500
     compile: bool = True
     log_every: int = 25
     ckpt_every: int = 500

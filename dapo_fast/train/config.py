@@ -39,8 +39,8 @@ class OptimConfig:
     lr: float = 0.002
     momentum: float = 0.9
     weight_decay: float = 0.0001
-    warmup_steps: int = 50
-    schedule: str = "cosine"  # "cosine" | "constant"
+    warmup_steps: int = 0
+    schedule: str = "constant"  # "constant" | "cosine" (measured: cosine decay cost 30+ points of PG in the demo)
 
 
 @dataclasses.dataclass

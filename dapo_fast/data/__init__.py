@@ -1,0 +1,38 @@
+"""Datasets: the synthetic benchmark and parsers for real formats, all returning the same sample dicts."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from dapo_fast.data.sample import (EVAL_ONLY_KEYS, WordTokenizer, collate_eval, collate_train, make_sample)
+
+
+def build_splits(data_cfg) -> Dict[str, object]:
+    """{"train", "val", "test"} datasets (indexable, len) for a DataConfig; "multi" for the synthetic one."""
+    if data_cfg.kind == "synthetic":
+        from dapo_fast.data.synthetic import generate_benchmark, load_split, multi_object_subset
+
+        generate_benchmark(data_cfg.root, data_cfg.num_train, data_cfg.num_val, data_cfg.num_test, data_cfg.seed)
+        splits = {name: load_split(data_cfg.root, name) for name in ("train", "val", "test")}
+        splits["multi"] = multi_object_subset(splits["test"])
+        return splits
+    if data_cfg.kind == "flickr30k":
+        from dapo_fast.data.flickr30k import load_flickr30k
+
+        return {s: load_flickr30k(data_cfg.root, s, data_cfg.image_dir) for s in ("train", "val", "test")}
+    if data_cfg.kind == "refcoco":
+        from dapo_fast.data.refcoco import load_refcoco
+
+        names = {"train": "train", "val": "val", "test": "test" if data_cfg.dataset != "refcoco" else "testA"}
+        return {k: load_refcoco(data_cfg.root, data_cfg.dataset, v, data_cfg.split_by, data_cfg.image_dir)
+                for k, v in names.items()}
+    raise ValueError(f"data.kind must be synthetic, flickr30k or refcoco, got {data_cfg.kind!r}")
+
+
+def all_phrases(dataset) -> List[str]:
+    if hasattr(dataset, "phrases"):
+        return [p for ps in dataset.phrases for p in ps]
+    return [p for s in dataset for p in s["phrases"]]
+
+
+__all__ = ["build_splits", "all_phrases", "WordTokenizer", "collate_train", "collate_eval", "make_sample",
+           "EVAL_ONLY_KEYS"]

@@ -1,0 +1,123 @@
+"""Evaluation of a heatmap grounder: pointing game and bbox accuracy, overall and per object-count
+subset, computed with the public metric ops; plus a PNG grid of heatmaps with predicted and
+ground-truth boxes."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import torch
+
+from dapo_fast.data.sample import collate_eval
+from dapo_fast.ops import box_accuracy, heatmap_to_box, pointing_game
+
+SUBSETS = (("1-2", 1, 2), ("3", 3, 3), ("4", 4, 4), ("5", 5, 5), ("6-8", 6, 8))
+
+
+@torch.no_grad()
+def predict(model, samples: List[Dict], encode, image_size: int, max_entities: int) -> Dict:
+    """Heatmaps of every valid entity of ``samples`` plus their ground truth, flattened to N entities."""
+    b = collate_eval(samples, encode, image_size, max_entities)
+    out = model(b["images"], b["phrase_tokens"], b["entity_valid"])
+    hm, gts, sizes, nobj, owner, phrases = [], [], [], [], [], []
+    for i in range(len(samples)):
+        for e, boxes in enumerate(b["gt_boxes"][i]):
+            if not bool(b["entity_valid"][i, e]):
+                continue
+            hm.append(out["heatmaps"][i, e])
+            gts.append(boxes.float())
+            sizes.append(b["image_sizes"][i])
+            nobj.append(int(b["num_objects"][i]))
+            owner.append(i)
+            phrases.append(b["phrases"][i][e])
+    return dict(heatmaps=torch.stack(hm), gt_boxes=gts, image_sizes=torch.stack(sizes),
+                num_objects=torch.tensor(nobj), owner=owner, phrases=phrases, raw_images=b["raw_images"])
+
+
+def boxes_in_image_pixels(heatmaps: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
+    """heatmap_to_box gives heatmap-pixel xyxy; scale to each image's pixels."""
+    boxes = heatmap_to_box(heatmaps)
+    h, w = heatmaps.shape[-2:]
+    scale = torch.stack([image_sizes[:, 1] / w, image_sizes[:, 0] / h] * 2, dim=1).to(boxes.dtype)
+    return boxes * scale
+
+
+def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_size: int = 128,
+             limit: Optional[int] = None) -> Dict:
+    """{"pointing": %, "bbox": %, "entities": N, "subsets": {name: {"pointing", "bbox", "entities"}}}
+    over every entity of ``dataset`` (first ``limit`` samples when given)."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    hits, accs, counts = [], [], []
+    was_training = model.training
+    model.eval()
+    for i0 in range(0, n, batch_size):
+        samples = [dataset[i] for i in range(i0, min(n, i0 + batch_size))]
+        p = predict(model, samples, encode, image_size, max_entities)
+        hits.append(pointing_game(p["heatmaps"], p["gt_boxes"], p["image_sizes"]))
+        accs.append(box_accuracy(boxes_in_image_pixels(p["heatmaps"], p["image_sizes"]), p["gt_boxes"]))
+        counts.append(p["num_objects"])
+    model.train(was_training)
+    hit, acc, cnt = torch.cat(hits).float(), torch.cat(accs).float(), torch.cat(counts)
+
+    def summary(mask):
+        k = int(mask.sum())
+        return dict(pointing=100.0 * float(hit[mask].mean()) if k else float("nan"),
+                    bbox=100.0 * float(acc[mask].mean()) if k else float("nan"), entities=k)
+
+    res = summary(torch.ones_like(cnt, dtype=torch.bool))
+    res["subsets"] = {name: summary((cnt >= lo) & (cnt <= hi)) for name, lo, hi in SUBSETS}
+    res["subsets"]["6+"] = summary(cnt >= 6)
+    return res
+
+
+def format_table(rows: Dict[str, Dict]) -> str:
+    """Markdown table: one row per named result, pointing game and bbox accuracy per subset."""
+    cols = ["all"] + [s[0] for s in SUBSETS] + ["6+"]
+    head = "| run | " + " | ".join(f"PG {c}" for c in cols) + " | " + " | ".join(f"Box {c}" for c in cols) + " |"
+    sep = "|" + "---|" * (1 + 2 * len(cols))
+    lines = [head, sep]
+    for name, r in rows.items():
+        pg = [r["pointing"]] + [r["subsets"][c]["pointing"] for c in cols[1:]]
+        bx = [r["bbox"]] + [r["subsets"][c]["bbox"] for c in cols[1:]]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in pg) + " | " + " | ".join(f"{v:.1f}" for v in bx) + " |")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def save_grid(model, dataset, encode, image_size: int, max_entities: int, path: str, num: int = 12,
+              cols: int = 4) -> str:
+    """PNG grid: each panel = image, heatmap overlay, predicted box (red), ground-truth boxes (green)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch.nn.functional as F
+
+    model.eval()
+    samples = [dataset[i] for i in range(min(num, len(dataset)))]
+    p = predict(model, samples, encode, image_size, max_entities)
+    boxes = boxes_in_image_pixels(p["heatmaps"], p["image_sizes"])
+    seen, panels = set(), []
+    for k, i in enumerate(p["owner"]):  # first entity of each image
+        if i not in seen:
+            seen.add(i)
+            panels.append(k)
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, k in zip(axes.flat, panels):
+        img = p["raw_images"][p["owner"][k]]
+        H, W = img.shape[-2:]
+        heat = F.interpolate(p["heatmaps"][k][None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0]
+        ax.imshow(img.permute(1, 2, 0).numpy())
+        ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=max(1e-6, float(heat.max())))
+        for g in p["gt_boxes"][k]:
+            x0, y0, x1, y1 = g.tolist()
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", lw=1.5))
+        x0, y0, x1, y1 = boxes[k].tolist()
+        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="red", lw=1.5, ls="--"))
+        ax.set_title(f"{p['phrases'][k]} ({int(p['num_objects'][k])} obj)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

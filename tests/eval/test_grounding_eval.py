@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from dapo_fast.cli import main
+from dapo_fast.data.synthetic import generate_split
+from dapo_fast.eval import evaluate, format_table, save_grid
+
+
+class Oracle(torch.nn.Module):
+    """Heatmap = a bump on each of the entity's ground-truth boxes (looked up by image), or the
+    inverted map (peak away from the boxes) when ``invert``."""
+
+    def __init__(self, split, size, stride=4, invert=False):
+        super().__init__()
+        self.split, self.size, self.stride, self.invert = split, size, stride, invert
+        self.calls = 0
+
+    def forward(self, images, tokens, valid):
+        B, E = valid.shape
+        h = self.size // self.stride
+        out = torch.zeros(B, E, h, h)
+        scale = h / 128
+        for b in range(B):
+            i = self.calls + b
+            for e, boxes in enumerate(self.split.gt_boxes[i][:E]):
+                for x0, y0, x1, y1 in (boxes * scale).tolist():
+                    # a bump centred on the box (cell centres sit at index + 0.5)
+                    yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(h) + 0.5, indexing="ij")
+                    sx, sy = max(0.5, (x1 - x0) / 2.4), max(0.5, (y1 - y0) / 2.4)
+                    bump = torch.exp(-((xx - (x0 + x1) / 2) / sx) ** 2 / 2 - ((yy - (y0 + y1) / 2) / sy) ** 2 / 2)
+                    out[b, e] = torch.maximum(out[b, e], bump)
+        self.calls += B
+        if self.invert:
+            out = 1 - out
+        return dict(heatmaps=out * valid[..., None, None])
+
+
+def _encode(text):
+    return torch.tensor([len(text), 0])
+
+
+def test_oracle_heatmaps_score_100_and_inverted_score_0():
+    split = generate_split("test", 24, seed=0)
+    res = evaluate(Oracle(split, 64), split, _encode, 64, 3, batch_size=24)
+    assert res["pointing"] == 100.0
+    assert res["bbox"] > 50.0  # half-max box of a bump ~ the gt box (entities with 2+ boxes miss)
+    assert res["entities"] == sum(len(p) for p in split.phrases)
+    assert res["subsets"]["6+"]["entities"] == sum(len(p) for p, n in zip(split.phrases, split.num_objects) if n >= 6)
+    bad = evaluate(Oracle(split, 64, invert=True), split, _encode, 64, 3, batch_size=24)
+    assert bad["pointing"] < 20.0
+    table = format_table({"oracle": res, "inverted": bad})
+    assert "| oracle | 100.0" in table and "PG 6+" in table
+
+
+def test_png_grid_is_written(tmp_path):
+    split = generate_split("test", 8, seed=0)
+    path = save_grid(Oracle(split, 64), split, _encode, 64, 3, str(tmp_path / "g.png"), num=8)
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_cli_eval_and_bad_checkpoint(tmp_path, capsys):
+    from dapo_fast.train.loop import train
+    from tests.train.tiny import tiny_config
+
+    out = train(tiny_config(tmp_path, train=dict(max_steps=2)))
+    png = tmp_path / "grid.png"
+    assert main(["eval", "--checkpoint", out["checkpoint"], "--png", str(png), "--json", str(tmp_path / "r.json")]) == 0
+    text = capsys.readouterr().out
+    assert "| test |" in text and png.exists() and (tmp_path / "r.json").exists()
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_text("junk")
+    assert main(["eval", "--checkpoint", str(tmp_path / "junk.pt")]) == 2
+    assert "corrupt" in capsys.readouterr().err

@@ -155,17 +155,11 @@ def roi_align_backward_triton(grad: torch.Tensor, rois: torch.Tensor, spatial_sc
 
 
 def _register():
-    from dapo_fast.ops.roi_align import _fake_roi_align, _fake_roi_align_backward
+    # same fakes and saved context as the C++ op; only the backward op differs
+    from dapo_fast.ops.roi_align import _fake_roi_align, _fake_roi_align_backward, _setup_context
 
     roi_align_triton.register_fake(_fake_roi_align)
     roi_align_backward_triton.register_fake(_fake_roi_align_backward)
-
-    def setup_context(ctx, inputs, output):
-        input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs
-        ctx.save_for_backward(rois)
-        ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
-        ctx.input_shape = input.shape
-        ctx.channels_last = _checks.is_channels_last(input)
 
     def backward(ctx, grad):
         (rois,) = ctx.saved_tensors
@@ -177,7 +171,7 @@ def _register():
                                                sampling_ratio, aligned)
         return grad_input, None, None, None, None, None, None
 
-    roi_align_triton.register_autograd(backward, setup_context=setup_context)
+    roi_align_triton.register_autograd(backward, setup_context=_setup_context)
 
 
 _register()

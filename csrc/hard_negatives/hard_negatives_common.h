@@ -34,6 +34,21 @@ HOST_DEVICE T pair_cos(T cos, bool same_query) {
   return same_query ? T(1) : cos;
 }
 
+// argmax over i < n of difficulty[i] * uniqueness[i], first index on ties
+template <typename T>
+HOST_DEVICE long long pick_candidate(const T* difficulty, const T* uniqueness, long long n) {
+  long long best = 0;
+  T best_score = difficulty[0] * uniqueness[0];
+  for (long long i = 1; i < n; ++i) {
+    const T score = difficulty[i] * uniqueness[i];
+    if (score > best_score) {
+      best_score = score;
+      best = i;
+    }
+  }
+  return best;
+}
+
 HOST_DEVICE long long other_image(long long b, long long j) { return j < b ? j : j + 1; }
 
 }  // namespace hard_negative_math

@@ -36,15 +36,7 @@ void select_cpu(const T* cos, const T* sim, int64_t b_count, int64_t n, int64_t 
       std::fill(max_cos.begin(), max_cos.end(), -std::numeric_limits<T>::infinity());
       for (int64_t step = 0; step < num; ++step) {
         for (int64_t j = 0; j < others; ++j) {
-          int64_t best = 0;
-          T best_score = diff[j * n] * uniq[j * n];
-          for (int64_t i = 1; i < n; ++i) {
-            const T score = diff[j * n + i] * uniq[j * n + i];
-            if (score > best_score) {
-              best_score = score;
-              best = i;
-            }
-          }
+          const int64_t best = pick_candidate(diff.data() + j * n, uniq.data() + j * n, n);
           out[(b * others + j) * num + step] = best;
           picked[j] = other_image(b, j) * n + best;
         }

@@ -36,15 +36,7 @@ __global__ void select_kernel(const T* cos, const T* sim, T* scratch, int64_t* p
   __syncthreads();
   for (int64_t step = 0; step < num; ++step) {
     for (int64_t j = threadIdx.x; j < others; j += blockDim.x) {
-      int64_t best = 0;
-      T best_score = diff[j * n] * uniq[j * n];
-      for (int64_t i = 1; i < n; ++i) {
-        const T score = diff[j * n + i] * uniq[j * n + i];
-        if (score > best_score) {
-          best_score = score;
-          best = i;
-        }
-      }
+      const int64_t best = pick_candidate(diff + j * n, uniq + j * n, n);
       out[(b * others + j) * num + step] = best;
       picked[j] = other_image(b, j) * n + best;
     }

@@ -109,3 +109,29 @@ def test_cuda_matches_reference(seed):
         gw = torch.autograd.grad(want.sum(), ys)
         for a, b in zip(gg, gw):
             torch.testing.assert_close(a.cpu(), b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_regression_step():
+    """ReIR's refinement step: decode predicted deltas, score them against pseudo ground truth
+    with box_iou, encode regression targets and take the weighted smooth-L1, all in one graph."""
+    from dapo_fast.ops import box_iou, weighted_smooth_l1
+
+    torch.manual_seed(0)
+    xy = torch.rand(12, 2) * 50
+    proposals = torch.cat([xy, xy + torch.rand(12, 2) * 40 + 4], dim=1)
+    pseudo_gt = proposals + torch.randn(12, 4)
+    deltas = (torch.randn(12, 4) * 0.1).requires_grad_()
+
+    def step(deltas):
+        refined = box_decode(deltas, proposals)
+        overlap = box_iou(refined.detach(), pseudo_gt).diagonal()
+        targets = box_encode(proposals, pseudo_gt)
+        return weighted_smooth_l1(deltas, targets, (overlap > 0.1).to(deltas.dtype)[:, None].expand(-1, 4))
+
+    want = step(deltas)
+    (want_grad,) = torch.autograd.grad(want, deltas)
+    got = torch.compile(step, fullgraph=True)(deltas)
+    (got_grad,) = torch.autograd.grad(got, deltas)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(got_grad, want_grad)

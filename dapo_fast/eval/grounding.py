@@ -34,11 +34,18 @@ def predict(model, samples: List[Dict], encode, image_size: int, max_entities: i
 
 
 def boxes_in_image_pixels(heatmaps: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
-    """heatmap_to_box gives heatmap-pixel xyxy; scale to each image's pixels."""
-    boxes = heatmap_to_box(heatmaps)
-    h, w = heatmaps.shape[-2:]
-    scale = torch.stack([image_sizes[:, 1] / w, image_sizes[:, 0] / h] * 2, dim=1).to(boxes.dtype)
-    return boxes * scale
+    """One predicted box per heatmap, in its image's pixels: the heatmap is resized bilinearly to the
+    image first (WWbL reads its boxes off a map at the image's resolution; read off the stride-4 map
+    the box snaps to 4-pixel cells and a small object's box cannot reach IoU 0.5)."""
+    import torch.nn.functional as F
+
+    boxes = heatmaps.new_empty(heatmaps.shape[0], 4)
+    for size in torch.unique(image_sizes, dim=0):
+        rows = (image_sizes == size).all(1).nonzero().flatten()
+        resized = F.interpolate(heatmaps[rows, None], size=tuple(int(v) for v in size), mode="bilinear",
+                                align_corners=False)[:, 0]
+        boxes[rows] = heatmap_to_box(resized).to(boxes.dtype)
+    return boxes
 
 
 def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_size: int = 128,
@@ -110,7 +117,9 @@ def save_grid(model, dataset, encode, image_size: int, max_entities: int, path: 
         H, W = img.shape[-2:]
         heat = F.interpolate(p["heatmaps"][k][None, None], size=(H, W), mode="bilinear", align_corners=False)[0, 0]
         ax.imshow(img.permute(1, 2, 0).numpy())
-        ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=max(1e-6, float(heat.max())))
+        rel = (heat / max(1e-6, float(heat.max()))).numpy()
+        # opacity follows the heat, so the image stays visible where the heatmap is cold
+        ax.imshow(rel, cmap="jet", alpha=0.7 * rel, vmin=0, vmax=1)
         for g in p["gt_boxes"][k]:
             x0, y0, x1, y1 = g.tolist()
             ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", lw=1.5))

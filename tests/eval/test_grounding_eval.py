@@ -4,6 +4,7 @@ import torch
 from dapo_fast.cli import main
 from dapo_fast.data.synthetic import generate_split
 from dapo_fast.eval import evaluate, format_table, save_grid
+from dapo_fast.eval.grounding import boxes_in_image_pixels
 
 
 class Oracle(torch.nn.Module):
@@ -50,6 +51,23 @@ def test_oracle_heatmaps_score_100_and_inverted_score_0():
     assert bad["pointing"] < 20.0
     table = format_table({"oracle": res, "inverted": bad})
     assert "| oracle | 100.0" in table and "PG 6+" in table
+
+
+def test_boxes_are_read_off_the_map_resized_to_each_image():
+    # a block of heat on cells rows 4..7, cols 2..5 of a 16x16 map; its half-max edge falls on the
+    # cell borders, so the box is the block scaled to the image (to within a pixel), per image size
+    maps = torch.zeros(3, 16, 16)
+    maps[:, 4:8, 2:6] = 1.0
+    # map 2: column 6 at 0.6 moves the right edge 1/6 of a cell past column 6's centre (6.5 + 1/6
+    # cells = 53.3 px), not to a cell border (56 px, what a box read off the coarse map gives)
+    maps[2, 4:8, 6] = 0.6
+    sizes = torch.tensor([[128, 128], [64, 96], [128, 128]])
+    boxes = boxes_in_image_pixels(maps, sizes)
+    want = torch.tensor([[16.0, 32.0, 48.0, 64.0], [12.0, 16.0, 36.0, 32.0], [16.0, 32.0, 53.3, 64.0]])
+    assert boxes.shape == (3, 4)
+    assert (boxes - want).abs().max() <= 1.0, boxes
+    # grouping maps by image size must not mix rows up
+    assert torch.equal(boxes_in_image_pixels(maps[1:2], sizes[1:2]), boxes[1:2])
 
 
 def test_png_grid_is_written(tmp_path):

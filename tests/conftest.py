@@ -5,6 +5,7 @@
 * ``seed`` gives each test a fresh random seed (printed on failure so a run can be replayed
   with DAPO_FAST_TEST_SEED=<seed>).
 """
+import json
 import os
 import random
 
@@ -54,3 +55,19 @@ def poison():
         yield
     finally:
         torch.use_deterministic_algorithms(previous)
+
+
+# a ViT small enough to build in a blink; registered under a name open_clip does not ship
+TINY_CLIP = {"embed_dim": 32,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture
+def tiny_clip(tmp_path):
+    """open_clip with the model config "dapo-tiny-vit" registered (random init; the real CLIP BPE
+    tokenizer ships with open_clip, so tokenising works offline)."""
+    open_clip = pytest.importorskip("open_clip")
+    (tmp_path / "dapo-tiny-vit.json").write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(str(tmp_path / "dapo-tiny-vit.json"))
+    return open_clip

@@ -1,5 +1,3 @@
-import json
-
 import pytest
 import torch
 
@@ -34,19 +32,6 @@ def test_small_backbone_needs_vocab():
         build_model(ModelConfig(), vocab_size=0)
     with pytest.raises(ValueError, match="backbone"):
         build_model(ModelConfig(backbone="vgg"), vocab_size=10)
-
-
-TINY_CLIP = {"embed_dim": 32,
-             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-
-
-@pytest.fixture
-def tiny_clip(tmp_path):
-    open_clip = pytest.importorskip("open_clip")
-    (tmp_path / "dapo-tiny-vit.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(str(tmp_path / "dapo-tiny-vit.json"))
-    return open_clip
 
 
 def test_open_clip_backbone_with_local_weights(tiny_clip, tmp_path):

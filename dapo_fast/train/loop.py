@@ -215,7 +215,7 @@ def train(cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] 
     def forward_loss(batch, sreg, gamma):
         out = net(batch["images"], batch["phrase_tokens"], batch["entity_valid"])
         return dapo_loss(out, batch, sreg=sreg, gamma=gamma, tau=lc.tau, w_fg=lc.w_fg, w_bg=lc.w_bg,
-                         w_area=lc.w_area, w_peak=lc.w_peak, gather=D.all_gather_with_grad, rank_offset=dist.rank * local_bs,
+                         w_area=lc.w_area, w_peak=lc.w_peak, bg_power=lc.bg_power, gather=D.all_gather_with_grad, rank_offset=dist.rank * local_bs,
                          world_size=dist.world_size, normalise_self_paced=lc.normalise_self_paced)
 
     step_fn = torch.compile(forward_loss, dynamic=False) if tc.compile else forward_loss

@@ -18,12 +18,15 @@ def _inputs(B=4, E=3, D=8, h=6, w=5, seed=0):
 
 def test_task_loss_matches_direct_formula():
     heat, pix, text, valid, tokens = _inputs()
-    out = wwbl_task_loss(heat, pix, text, valid, tokens, tau=0.2, w_fg=1.0, w_bg=2.0, w_area=0.5)
+    out = wwbl_task_loss(heat, pix, text, valid, tokens, tau=0.2, w_fg=1.0, w_bg=2.0, w_area=0.5, bg_power=3.0)
     pix = torch.nn.functional.normalize(pix, dim=1)
     B, E = valid.shape
     fg = torch.stack([torch.stack([(pix[b] * heat[b, e]).sum((1, 2)) / heat[b, e].sum() for e in range(E)]) for b in range(B)])
-    bg = torch.stack([torch.stack([(pix[b] * (1 - heat[b, e])).sum((1, 2)) / (1 - heat[b, e]).sum() for e in range(E)]) for b in range(B)])
-    fg, bg, t = [torch.nn.functional.normalize(x, dim=-1) for x in (fg, bg, text)]
+    fg, t = [torch.nn.functional.normalize(x, dim=-1) for x in (fg, text)]
+    # background: share of the entity's evidence relu(cos(V(x), t))^3 left outside the heatmap
+    cos = torch.einsum("bdhw,bed->behw", pix, t)
+    evidence = cos.clamp_min(0) ** 3
+    bg = ((1 - heat) * evidence).sum((2, 3)) / evidence.sum((2, 3))
     flat_t, flat_v = t.reshape(B * E, -1), valid.flatten()
     for n in range(B * E):
         b, e = divmod(n, E)
@@ -34,7 +37,7 @@ def test_task_loss_matches_direct_formula():
         logits = logits[flat_v]
         pos = int(flat_v[:n].sum())
         ce = -torch.log_softmax(logits, 0)[pos]
-        expect = ce + 2.0 * (bg[b, e] @ t[b, e]).abs() + 0.5 * heat[b, e].mean()
+        expect = ce + 2.0 * bg[b, e] + 0.5 * heat[b, e].mean()
         torch.testing.assert_close(out["loss"][b, e], expect)
 
 
@@ -54,8 +57,23 @@ def test_same_phrase_is_not_a_negative():
 def test_task_loss_gradcheck():
     heat, pix, text, valid, tokens = _inputs(B=2, E=2, D=3, h=3, w=2)
     valid[:] = True
-    f = lambda h, p, t: wwbl_task_loss(h, p, t, valid, tokens)["loss"].sum()
+    # the background term reads the evidence map detached (a target, not a path for gradients), so the
+    # full loss is checked with it off, and the background term alone against the heatmap only
+    f = lambda h, p, t: wwbl_task_loss(h, p, t, valid, tokens, w_bg=0.0, w_peak=1.0)["loss"].sum()
     assert torch.autograd.gradcheck(f, (heat, pix, text))
+    g = lambda h: wwbl_task_loss(h, pix.detach(), text.detach(), valid, tokens, w_fg=0.0, w_area=0.0)["bg"].sum()
+    assert torch.autograd.gradcheck(g, (heat,))
+
+
+def test_background_term_trains_the_heatmap_only():
+    heat, pix, text, valid, tokens = _inputs()
+    out = wwbl_task_loss(heat, pix, text, valid, tokens, w_fg=0.0, w_area=0.0)
+    out["bg"].sum().backward()
+    assert heat.grad.abs().sum() > 0
+    assert pix.grad is None and text.grad is None
+    # covering every location with evidence leaves nothing outside: the term is 0
+    full = wwbl_task_loss(torch.ones_like(heat), pix, text, valid, tokens)["bg"]
+    assert float(full.abs().max()) == 0.0
 
 
 def test_loss_prefers_the_right_heatmap():

@@ -15,10 +15,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _gn(c: int) -> nn.GroupNorm:
-    # GroupNorm, not BatchNorm: statistics do not depend on the batch, so DDP shards and resumed
-    # runs compute exactly what one process computes.
-    return nn.GroupNorm(min(8, c), c)
+class _LocationNorm(nn.Module):
+    """LayerNorm over the channels of each location (with a per-channel affine).
+
+    Not BatchNorm: statistics do not depend on the batch, so DDP shards and resumed runs compute
+    exactly what one process computes. Not GroupNorm: its statistics span the whole image, so every
+    location's feature carries global image content and the heatmap can pool an entity's evidence
+    from anywhere; measured with GroupNorm, 2 of 3 seeds of the demo settled on heat scattered over
+    the background (pointing game 38.6% and 76.0%, against 97-98% for all seeds with this norm)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
 
 
 class _EdgePad(nn.Module):
@@ -58,12 +73,12 @@ class SmallCNN(nn.Module):
         super().__init__()
         half = max(8, width // 2)
         self.stem = nn.Sequential(
-            _conv(3, half, 4, 2), _gn(half), nn.ReLU(inplace=True),
-            _conv(half, width, 4, 2), _gn(width), nn.ReLU(inplace=True))
+            _conv(3, half, 4, 2), _LocationNorm(half), nn.ReLU(inplace=True),
+            _conv(half, width, 4, 2), _LocationNorm(width), nn.ReLU(inplace=True))
         # the first block widens the receptive field once (kernel block_kernel), the rest are 1x1
         kernels = [block_kernel] + [1] * (depth - 1)
         self.blocks = nn.ModuleList(
-            nn.Sequential(_conv(width, width, k), _gn(width)) for k in kernels)
+            nn.Sequential(_conv(width, width, k), _LocationNorm(width)) for k in kernels)
         self.out = nn.Conv2d(width, out_dim, 1)
         self.stride = 4
 

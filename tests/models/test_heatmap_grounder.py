@@ -49,3 +49,22 @@ def test_open_clip_backbone_with_local_weights(tiny_clip, tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.bin"):
         build_model(ModelConfig(backbone="open_clip", open_clip_model="dapo-tiny-vit",
                                 pretrained=str(tmp_path / "nothere.bin")))
+
+
+def test_small_cnn_features_are_local(seed):
+    # a location's feature may only depend on its receptive field (18 input px centred on the
+    # cell): image-wide statistics (GroupNorm) would let the heatmap pool evidence from anywhere
+    from dapo_fast.models.backbones import SmallCNN
+
+    cnn = SmallCNN(out_dim=16, width=16).eval()
+    x = torch.rand(2, 3, 64, 64)
+    far = x.clone()
+    far[:, :, 24:, :] = torch.rand(2, 3, 40, 64)  # rows 24..63: outside the field of feature rows 0..2
+    near = x.clone()
+    near[:, :, 12, 12] += 1.0  # inside the field of feature (2, 2), centred on input pixel (10, 10)
+    with torch.no_grad():
+        f, f_far, f_near = cnn(x), cnn(far), cnn(near)
+    assert f.shape == (2, 16, 16, 16)
+    assert torch.equal(f[:, :, :3], f_far[:, :, :3])
+    assert (f[:, :, 6:] != f_far[:, :, 6:]).any()  # the change itself is seen where it happened
+    assert (f[:, :, 2, 2] != f_near[:, :, 2, 2]).any()

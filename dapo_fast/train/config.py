@@ -50,7 +50,7 @@ class LossConfig:
     w_bg: float = 0.3
     w_area: float = 0.5
     w_peak: float = 1.0  # peak (multiple-instance) contrast of the location-entity similarity map
-    bg_power: float = 4.0  # sharpness of the evidence map in the background term (losses.grounding)
+    bg_power: float = 3.0  # sharpness of the evidence map in the background term (losses.grounding)
     normalise_self_paced: bool = True  # divide L by the batch-mean loss inside v = clip(SREG - gamma*L)
 
 

@@ -68,3 +68,17 @@ def test_small_cnn_features_are_local(seed):
     assert torch.equal(f[:, :, :3], f_far[:, :, :3])
     assert (f[:, :, 6:] != f_far[:, :, 6:]).any()  # the change itself is seen where it happened
     assert (f[:, :, 2, 2] != f_near[:, :, 2, 2]).any()
+
+
+def test_location_norm_normalises_each_location_over_channels(seed):
+    from dapo_fast.models.backbones import _LocationNorm
+
+    norm = _LocationNorm(5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(5))
+        norm.bias.copy_(torch.randn(5))
+    x = torch.randn(3, 5, 4, 7, dtype=torch.float64)[..., ::2]  # non-contiguous input
+    mean = x.mean(1, keepdim=True)
+    var = x.var(1, unbiased=False, keepdim=True)
+    want = (x - mean) / torch.sqrt(var + 1e-5) * norm.weight.double()[:, None, None] + norm.bias.double()[:, None, None]
+    torch.testing.assert_close(norm.double()(x), want)

@@ -11,15 +11,19 @@ def _bench(args) -> int:
     return 0
 
 
-def _config(args):
+def _config(args, builtin_demo: bool = False):
+    """The --config file with --set overrides; without --config, the defaults, and for the demo and
+    the ablation the built-in demo config (= configs/demo.yaml, which an installed package does not
+    ship): the defaults run eagerly on one thread (measured fastest on a 2-core CPU)."""
     from dapo_fast.train.config import Config, load_config
 
     if args.config:
         return load_config(args.config, args.set)
-    if args.set:
+    overrides = (["train.compile=false", "train.threads=1"] if builtin_demo else []) + list(args.set)
+    if overrides:
         from dapo_fast.train.config import apply_overrides, config_from_dict
 
-        return config_from_dict(apply_overrides({}, args.set))
+        return config_from_dict(apply_overrides({}, overrides))
     return Config()
 
 
@@ -56,11 +60,7 @@ def _eval(args) -> int:
 def _demo(args) -> int:
     from dapo_fast.train.demo import run_demo
 
-    cfg = _config(args)
-    if not args.config:
-        # the built-in demo = configs/demo.yaml: eager, one thread (measured fastest on a shared 2-core CPU)
-        cfg.train.compile = False
-        cfg.train.threads = 1
+    cfg = _config(args, builtin_demo=True)
     if args.out:
         cfg.train.out_dir = args.out
     if args.no_compile:
@@ -72,7 +72,7 @@ def _demo(args) -> int:
 def _ablation(args) -> int:
     from dapo_fast.train.demo import run_ablation
 
-    cfg = _config(args)
+    cfg = _config(args, builtin_demo=True)
     if args.out:
         cfg.train.out_dir = args.out
     if args.no_compile:

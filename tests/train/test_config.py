@@ -41,3 +41,20 @@ def test_cli_rejects_bad_config_before_training(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
     assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_builtin_demo_config_is_configs_demo_yaml():
+    # `dapo-fast demo` / `ablation` without --config must run exactly configs/demo.yaml (an installed
+    # package does not ship configs/, so the built-in one is the defaults plus eager, one thread)
+    import argparse
+    import os
+
+    from dapo_fast.cli import _config
+    from dapo_fast.train.config import config_to_dict, load_config
+
+    yaml_path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo.yaml")
+    builtin = _config(argparse.Namespace(config=None, set=[]), builtin_demo=True)
+    assert config_to_dict(builtin) == config_to_dict(load_config(yaml_path, []))
+    # --set still wins over the built-in settings
+    two = _config(argparse.Namespace(config=None, set=["train.threads=2"]), builtin_demo=True)
+    assert two.train.threads == 2 and two.train.compile is False

@@ -49,7 +49,7 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed: torch.Tensor,
                    entity_valid: torch.Tensor, phrase_tokens: torch.Tensor, tau: float = 0.1,
-                   w_fg: float = 1.0, w_bg: float = 1.0, w_area: float = 0.5, w_peak: float = 0.0,
+                   w_fg: float = 1.0, w_bg: float = 0.3, w_area: float = 0.5, w_peak: float = 0.0,
                    bg_power: float = 3.0, gather: Gather = _identity, rank_offset: int = 0) -> Dict[str, torch.Tensor]:
     """Per-entity task loss [B,E] (0 for invalid entities) and its parts.
 
@@ -128,7 +128,7 @@ def self_paced_weights(losses: torch.Tensor, sreg: torch.Tensor, gamma: float,
 
 
 def dapo_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], *, sreg: Optional[torch.Tensor],
-              gamma: float, tau: float = 0.1, w_fg: float = 1.0, w_bg: float = 1.0, w_area: float = 0.5,
+              gamma: float, tau: float = 0.1, w_fg: float = 1.0, w_bg: float = 0.3, w_area: float = 0.5,
               w_peak: float = 0.0, bg_power: float = 3.0, gather: Gather = _identity, rank_offset: int = 0, world_size: int = 1,
               normalise_self_paced: bool = True) -> Dict[str, torch.Tensor]:
     """Eq. 6 + eq. 7: per entity L = mu*L_task + (1-mu)*L_D, weighted by the self-paced v when

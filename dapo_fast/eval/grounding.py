@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 import torch
+import torch.nn.functional as F
 
 from dapo_fast.data.sample import collate_eval
 from dapo_fast.ops import box_accuracy, heatmap_to_box, pointing_game
@@ -37,8 +38,6 @@ def boxes_in_image_pixels(heatmaps: torch.Tensor, image_sizes: torch.Tensor) -> 
     """One predicted box per heatmap, in its image's pixels: the heatmap is resized bilinearly to the
     image first (WWbL reads its boxes off a map at the image's resolution; read off the stride-4 map
     the box snaps to 4-pixel cells and a small object's box cannot reach IoU 0.5)."""
-    import torch.nn.functional as F
-
     boxes = heatmaps.new_empty(heatmaps.shape[0], 4)
     for size in torch.unique(image_sizes, dim=0):
         rows = (image_sizes == size).all(1).nonzero().flatten()
@@ -107,7 +106,6 @@ def save_grid(model, dataset, encode, image_size: int, max_entities: int, path: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch.nn.functional as F
 
     model.eval()
     samples = [dataset[i] for i in range(min(num, len(dataset)))]

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from dapo_fast.ops.dapo_losses import attention_guidance_loss, diffusion_guided_loss
+from dapo_fast.ops import attention_guidance_loss, diffusion_guided_loss
 
 __all__ = ["attention_guidance_loss", "diffusion_guided_loss", "dapo_grounding_loss"]
 

@@ -90,6 +90,7 @@ def test_deterministic_across_threads(seed):
         assert torch.equal(x, y)
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_guidance_step(seed):
     """DAPO's use: heatmaps from a head, the mean L_A against the attention maps; gradients to the
     attention maps and (through the heatmaps) to the head's input."""

@@ -122,7 +122,6 @@ def test_compile_fullgraph_forward_and_backward(seed):
     assert all(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.slow
 def test_compile_fullgraph_regression_step():
     """ReIR's refinement step: decode predicted deltas, score them against pseudo ground truth
     with box_iou, encode regression targets and take the weighted smooth-L1, all in one graph."""

@@ -82,12 +82,14 @@ def test_cpu_kernel_opcheck_and_grad_fallback(seed):
         torch.ops.dapo_fast.box_iou(a, random_boxes(2, 6))
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_differentiable_iou(seed):
     # with a gradient, auto runs the differentiable reference: it must trace whole too
     _, grads = compiled_matches_eager(box_iou, random_boxes(3, 7).requires_grad_(), random_boxes(3, 5).requires_grad_())
     assert all(g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_eval(seed):
     """Bbox accuracy the way an evaluation loop computes it, compiled: IoU of the predictions with
     their ground truth (the kernel) and box_accuracy with padded and with per-map boxes."""

@@ -230,7 +230,6 @@ def test_no_per_head_probability_allocation(seed):
     assert ours < per_head_bytes // 4, (ours, per_head_bytes)
 
 
-@pytest.mark.slow
 def test_compile_fullgraph_layer_mean(seed):
     """Two layers accumulated into one buffer (the in-place op) plus a differentiable use."""
     q1, k1 = make(2, 3, 16, 7, 8, diffusers_layout=True)

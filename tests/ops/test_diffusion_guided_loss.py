@@ -62,6 +62,7 @@ def test_opcheck(seed):
     torch.library.opcheck(torch.ops.dapo_fast.diffusion_guided_loss_backward.default, (torch.randn(3), h, a, valid))
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_guided_step(seed):
     """DAPO's use: heatmaps from a head fitted to the final step's attention maps (eq. 5, mean over
     the batch); gradients to the head's input and to the targets."""

@@ -105,6 +105,7 @@ def test_bad_inputs():
         torch.ops.dapo_fast.heatmap_to_box(torch.rand(4, 4), 0.5, 0.5, False)
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_eval(seed):
     """DAPO / WWbL bbox accuracy as an evaluation step, compiled: heatmaps resized to the image,
     one box per map, IoU >= 0.5 with the ground truth."""

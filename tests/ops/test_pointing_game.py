@@ -150,6 +150,7 @@ def test_bad_inputs():
         torch.ops.dapo_fast.resized_argmax(torch.rand(2, 4, 4), torch.ones(3, 2, dtype=torch.long))
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_eval(seed):
     """The pointing game as an evaluation step, compiled: per-map box lists (an evaluation loop's
     form), padded boxes, masks of the image size, and the peaks themselves."""

@@ -2,13 +2,14 @@
 
 * Without a CUDA device, Triton kernels run under TRITON_INTERPRET=1; it must be set before
   anything imports triton, which is why it happens here, first.
-* ``seed`` gives each test a fresh random seed (printed on failure so a run can be replayed
-  with DAPO_FAST_TEST_SEED=<seed>).
+* ``seed`` gives each test a fresh random seed for torch, numpy and ``random`` (printed on
+  failure so a run can be replayed with DAPO_FAST_TEST_SEED=<seed>).
 """
 import json
 import os
 import random
 
+import numpy as np
 import pytest
 
 if "TRITON_INTERPRET" not in os.environ:
@@ -30,6 +31,8 @@ from tests import _helpers  # noqa: E402,F401
 def seed(request):
     value = int(os.environ.get("DAPO_FAST_TEST_SEED", random.SystemRandom().randrange(2**31)))
     torch.manual_seed(value)
+    np.random.seed(value)
+    random.seed(value)
     request.node.user_properties.append(("seed", value))
     print(f"[seed] {request.node.nodeid}: DAPO_FAST_TEST_SEED={value}")
     return value

@@ -8,7 +8,7 @@ import dapo_fast
 from dapo_fast.ops import false_negative_mask
 from dapo_fast.ops._reference.false_negative_mask import false_negative_mask as reference
 from dapo_fast.ops._reference.false_negative_mask import false_negative_mask_mpl_code_form as code_form
-from tests._helpers import non_contiguous
+from tests._helpers import compiled_matches_eager, non_contiguous
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -75,6 +75,12 @@ def test_opcheck(seed):
     feats, valid = make(b=4, k=5, d=8)
     for thr in (0.0, 0.95):
         torch.library.opcheck(torch.ops.dapo_fast.false_negative_mask.default, (feats, valid, thr))
+
+
+def test_compile_fullgraph(seed):
+    feats, valid = make(b=5, k=6, d=8)
+    (got,), _ = compiled_matches_eager(lambda f, v: false_negative_mask(f, v, 0.2), feats, valid)
+    assert torch.equal(got, reference(feats, valid, 0.2))
 
 
 class TestBadInputs:

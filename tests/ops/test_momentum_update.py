@@ -50,6 +50,17 @@ def test_opcheck(seed):
     torch.library.opcheck(torch.ops.dapo_fast.momentum_update_.default, (teacher[:3], student[:3], 0.9))
 
 
+def test_compile_fullgraph(seed):
+    teacher, student = tensors()
+    eager = [t.clone() for t in teacher]
+    compiled = [t.clone() for t in teacher]
+    momentum_update_(eager, student, 0.9)
+    torch.compile(lambda t, s: momentum_update_(t, s, 0.9), fullgraph=True)(compiled, student)
+    for got, want in zip(compiled, eager):
+        assert torch.equal(got, want)
+    assert not torch.equal(compiled[0], teacher[0])
+
+
 class TestBadInputs:
     def test_lengths_shapes_dtypes(self):
         with pytest.raises(ValueError, match="same number"):

@@ -5,7 +5,7 @@ import torch
 import dapo_fast
 from dapo_fast.losses.pcnet import iad_loss, pcnet_losses, ras_loss, straight_through_onehot
 from dapo_fast.ops import region_ambiguity
-from dapo_fast.ops._reference import pcnet as ref
+from dapo_fast.ops._reference import region_ambiguity as ref
 from tests._helpers import TOL, non_contiguous
 from tests.ops._pcnet_inputs import make
 

@@ -7,6 +7,7 @@ import torch
 import dapo_fast
 from dapo_fast.ops import select_hard_negatives
 from dapo_fast.ops._reference.select_hard_negatives import select_hard_negatives as reference
+from tests._helpers import compiled_matches_eager
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -49,6 +50,12 @@ def test_opcheck(seed):
     q, t = torch.randn(4, 5, 8), torch.randn(4, 8)
     for u in ("pairwise", "paper"):
         torch.library.opcheck(torch.ops.dapo_fast.select_hard_negatives.default, (q, t, 3, u))
+
+
+def test_compile_fullgraph(seed):
+    q, t = torch.randn(4, 5, 8), torch.randn(4, 8)
+    (got,), _ = compiled_matches_eager(lambda q, t: select_hard_negatives(q, t, 3, "paper"), q, t)
+    assert torch.equal(got, reference(q, t, 3, "paper"))
 
 
 class TestBadInputs:

@@ -1,7 +1,8 @@
 """Test set-up shared by every test file.
 
 * Without a CUDA device, Triton kernels run under TRITON_INTERPRET=1; it must be set before
-  anything imports triton, which is why it happens here, first.
+  anything imports triton, which is why it happens here, first. With one, the tests marked
+  ``triton`` build their tensors on the GPU and the kernels run natively (tools/gpu_check.sh).
 * ``seed`` gives each test a fresh random seed for torch, numpy and ``random`` (printed on
   failure so a run can be replayed with DAPO_FAST_TEST_SEED=<seed>).
 """
@@ -36,6 +37,17 @@ def seed(request):
     request.node.user_properties.append(("seed", value))
     print(f"[seed] {request.node.nodeid}: DAPO_FAST_TEST_SEED={value}")
     return value
+
+
+@pytest.fixture(autouse=True)
+def _triton_tests_on_the_gpu(request):
+    """A test marked ``triton`` builds its tensors on the default device: on a CUDA machine that is
+    the GPU (the Triton kernels run natively), elsewhere the CPU (under TRITON_INTERPRET=1)."""
+    if request.node.get_closest_marker("triton") is None or not torch.cuda.is_available():
+        yield
+        return
+    with torch.device("cuda"):
+        yield
 
 
 def pytest_collection_modifyitems(config, items):

@@ -104,14 +104,14 @@ def test_compile_fullgraph_guidance_step(seed):
     assert all(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("entities", [0, 1, 7])
 def test_triton_matches_reference(seed, entities):
     h, a, valid = make(batch=3, entities=entities, height=9, width=11)
     assert_matches(attention_guidance_loss, reference.attention_guidance_loss, h, a, valid, backend="triton")
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
     from dapo_fast.ops._triton.attention_guidance_loss import attention_guidance_loss_triton

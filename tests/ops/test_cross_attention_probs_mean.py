@@ -137,7 +137,7 @@ def test_backward_deterministic_across_threads(seed):
         assert torch.equal(a, b)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_matches_reference(seed):
     q, k = make(2, 2, 21, 7, 16, diffusers_layout=True)
     bias = torch.randn(2, 7)
@@ -151,7 +151,7 @@ def test_triton_matches_reference(seed):
     torch.testing.assert_close(out, 1 + reference(q, k, 0.3, bias), **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
     from dapo_fast.ops._triton.cross_attention_probs_mean import cross_attention_probs_mean_triton

@@ -76,14 +76,14 @@ def test_compile_fullgraph_guided_step(seed):
     assert all(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("entities", [0, 1, 7])
 def test_triton_matches_reference(seed, entities):
     h, a, valid = make(batch=3, entities=entities, height=9, width=11)
     assert_matches(per_sample, reference, h, a, valid, backend="triton")
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
     from dapo_fast.ops._triton.diffusion_guided_loss import diffusion_guided_loss_triton

@@ -107,7 +107,7 @@ class TestBadInputs:
                                                     threshold)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_matches_reference(seed):
     feats, valid = make(b=4, k=6, d=20)
     for threshold in THRESHOLDS:
@@ -115,7 +115,7 @@ def test_triton_matches_reference(seed):
                            reference(feats, valid, threshold))
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     from dapo_fast.ops._triton.false_negative_mask import false_negative_mask_triton
 

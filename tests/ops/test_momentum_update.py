@@ -86,7 +86,7 @@ class TestBadInputs:
             torch.ops.dapo_fast.momentum_update_([torch.zeros(2)], [torch.zeros(2)], momentum)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_matches_reference(seed):
     teacher = [torch.randn(3, 4), torch.randn(2000), torch.randn(5, 6)[:, ::2]]
     student = [torch.randn(3, 4), torch.randn(2000), torch.randn(5, 3)]
@@ -97,7 +97,7 @@ def test_triton_matches_reference(seed):
         torch.testing.assert_close(got, w, **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     from dapo_fast.ops._triton.momentum_update import momentum_update_triton_
 

@@ -252,7 +252,7 @@ class TestBadInputs:
             torch.ops.dapo_fast.pseudo_label_contrastive_loss(*a, 1.0, 1.0, "bad", "mean", False, False)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("mode", MODES)
 def test_triton_matches_reference(seed, mode):
     args = make(b=3, q=3, k=5, d=12, threshold=0.0)
@@ -262,7 +262,7 @@ def test_triton_matches_reference(seed, mode):
         assert_close_all(got, want)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
     from dapo_fast.ops._triton.pseudo_label_contrastive_loss import pseudo_label_contrastive_loss_triton

@@ -214,7 +214,7 @@ def test_compile_fullgraph_pool_refine_pool(seed):
     torch.testing.assert_close(xc.grad, xe.grad, **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_triton_matches_reference(seed, channels_last):
     x, rois = make(batch=2, channels=3, height=7, width=9, num_rois=5)
@@ -227,7 +227,7 @@ def test_triton_matches_reference(seed, channels_last):
         torch.testing.assert_close(got_grad, want_grad, **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_double_backward_matches_reference(seed):
     """The gradient of roi_align's backward with respect to its upstream gradient (what
     gradgradcheck differentiates) is roi_align itself, on the Triton pair as on the others."""
@@ -244,7 +244,7 @@ def test_triton_double_backward_matches_reference(seed):
     torch.testing.assert_close(grad_of_grad("triton"), grad_of_grad("reference"), **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
     from dapo_fast.ops._triton.roi_align import roi_align_triton

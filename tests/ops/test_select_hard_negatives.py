@@ -82,14 +82,14 @@ class TestBadInputs:
             torch.ops.dapo_fast.select_hard_negatives(torch.randn(4, 5, 8), torch.randn(4, 8), 2, "greedy")
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("uniqueness", ["pairwise", "paper"])
 def test_triton_matches_reference(seed, uniqueness):
     q, t = torch.randn(4, 5, 12), torch.randn(4, 12)
     assert torch.equal(select_hard_negatives(q, t, 3, uniqueness, backend="triton"), reference(q, t, 3, uniqueness))
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     from dapo_fast.ops._triton.select_hard_negatives import select_hard_negatives_triton
 

@@ -22,6 +22,7 @@ import pickle
 import re
 import secrets
 import socket
+import warnings
 from typing import Any, BinaryIO, Callable, List
 
 import torch
@@ -37,14 +38,16 @@ def torch_load_safely(path: str, what: str, **kwargs) -> Any:
     ("synthetic cache"). Raises :class:`FileFormatError` for a file that is corrupt or holds
     anything but tensors and plain containers (naming the refused class)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+        with warnings.catch_warnings():  # torch's advice to file an issue about a stranger's pickle protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
     except pickle.UnpicklingError as err:  # weights_only refused something, or the pickle is broken
         refused = re.search(r"GLOBAL ([\w.]+)", str(err))
         if refused:
             raise FileFormatError(
                 f"{what} {path} was refused: it holds a pickled '{refused.group(1)}', and only tensors and "
                 f"plain containers are loaded (unpickling anything else can run code from the file)") from None
-        reason = re.search(r"WeightsUnpickler error: ([^\n]*)", str(err))
+        reason = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
         detail = reason.group(1) if reason else str(err).splitlines()[0] if str(err) else type(err).__name__
         raise FileFormatError(f"{what} {path} is corrupt or unreadable ({detail})") from None
     except Exception as err:  # noqa: BLE001 - every other failure of a hostile file is the same verdict

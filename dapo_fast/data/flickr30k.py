@@ -31,19 +31,30 @@ from dapo_fast.safe_io import FileFormatError, path_inside
 _ENTITY = re.compile(r"\[/EN#(\d+)/([^\s\]]+)\s+([^\]]*)\]")
 
 
+def _append_collapsed(caption: str, text: str) -> str:
+    """``caption + text`` with every whitespace run as one space and none at the start."""
+    text = re.sub(r"\s+", " ", text)
+    return caption + (text.lstrip(" ") if not caption or caption.endswith(" ") else text)
+
+
 def parse_sentence(line: str) -> Tuple[str, List[Dict]]:
     """"[/EN#18/people A child] in [/EN#19/clothing a pink dress]" ->
-    ("A child in a pink dress", [{"id": "18", "type": "people", "phrase": "A child", "span": (0, 7)}, ...])."""
+    ("A child in a pink dress", [{"id": "18", "type": "people", "phrase": "A child", "span": (0, 7)}, ...]).
+
+    Whitespace runs become one space (in the caption and the phrases alike), so every span points at
+    its phrase: ``caption[a:b] == phrase``. Entities with an empty phrase are dropped."""
     caption, entities, last = "", [], 0
     for m in _ENTITY.finditer(line):
-        caption += line[last:m.start()]
+        caption = _append_collapsed(caption, line[last:m.start()])
+        last = m.end()
+        phrase = " ".join(m.group(3).split())
+        if not phrase:
+            continue
         start = len(caption)
-        phrase = m.group(3).strip()
         caption += phrase
         entities.append(dict(id=m.group(1), type=m.group(2), phrase=phrase, span=(start, len(caption))))
-        last = m.end()
-    caption += line[last:]
-    return " ".join(caption.split()) if "  " in caption else caption.strip(), entities
+    caption = _append_collapsed(caption, line[last:]).rstrip(" ")
+    return caption, entities
 
 
 def _number(element, tag: str, path: str, kind=float):

@@ -50,6 +50,12 @@ def test_parse_sentence_spans():
     assert ents[0]["type"] == "people" and ents[0]["id"] == "18"
 
 
+def test_parse_sentence_spans_survive_whitespace_runs():
+    caption, ents = parse_sentence(" a  [/EN#1/x  b   c ]d\t[/EN#2/y e][/EN#3/z  ]  f  ")
+    assert caption == "a b cd e f"
+    assert [(e["phrase"], caption[slice(*e["span"])]) for e in ents] == [("b c", "b c"), ("e", "e")]
+
+
 def test_flickr30k_fixture(tmp_path):
     write_flickr(tmp_path)
     samples = load_flickr30k(str(tmp_path), "test")

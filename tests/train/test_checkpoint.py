@@ -22,7 +22,7 @@ from dapo_fast.safe_io import FileFormatError, atomic_write, remove_stale_temp_f
 from dapo_fast.train import loop
 from dapo_fast.train.checkpoint import (CheckpointError, load_checkpoint, payload_digest, rng_state,
                                         save_checkpoint, set_rng_state)
-from dapo_fast.train.demo import run_demo
+from dapo_fast.train.demo import run_ablation, run_demo
 from tests.hostile import planted_pickle, planted_torch_file, unpickling_runs_code
 from tests.train.tiny import tiny_config
 
@@ -338,3 +338,13 @@ def test_writers_of_one_target_never_share_a_temp_file(tmp_path):
 
     atomic_write(target, outer)
     assert open(target, "rb").read() == b"outer" and os.listdir(tmp_path) == ["split.pt"]
+
+
+def test_ablation_again_continues_its_runs(tmp_path):
+    logs = []
+    cfg = _tiny(tmp_path, max_steps=2)
+    first = run_ablation(cfg, ["none"], seeds=[0], log=logs.append)
+    logs.clear()
+    second = run_ablation(_tiny(tmp_path, max_steps=2), ["none"], seeds=[0], log=logs.append)
+    assert any("resumed from" in str(line) and "seed0" in str(line) for line in logs)
+    assert second["none"]["seeds"][0]["pointing"] == first["none"]["seeds"][0]["pointing"]

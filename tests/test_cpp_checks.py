@@ -51,6 +51,9 @@ def test_roi_align_backward_refuses_narrowed_sizes_before_allocating(device):
     # a [1, 2, 2^32 + 3, 6] float buffer would be 206 GB: the check comes first
     with pytest.raises(RuntimeError, match="height"):
         torch.ops.dapo_fast.roi_align_backward(grad, rois, 1.0, 2, 2, 1, 2, WRAPS_TO_3, 6, 2, True)
+    # an element count past int64 is refused naming the sizes, not left to the allocator
+    with pytest.raises(RuntimeError, match=r"\[batch_size, channels, height, width\]"):
+        torch.ops.dapo_fast.roi_align_backward(grad, rois, 1.0, 2, 2, 2**62, 2, 6, 6, 2, True)
     with pytest.raises(RuntimeError, match="pooled_height"):
         torch.ops.dapo_fast.roi_align(torch.randn(1, 2, 6, 6, device=device), rois, 1.0, WRAPS_TO_3, 2, 2, True)
 

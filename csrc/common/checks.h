@@ -47,6 +47,21 @@ inline at::ScalarType compute_type(at::ScalarType type, KernelTypes kernels) {
   return kernels == KernelTypes::AllFloating || type == at::kDouble ? type : at::kFloat;
 }
 
+// An output whose sizes come from integer arguments: refused, naming them, when its element
+// count overflows int64, before an allocation is tried.
+inline void check_output_numel(c10::IntArrayRef sizes, const char* what) {
+  for (int64_t s : sizes) {
+    TORCH_CHECK(s >= 0, what, " = ", sizes, " has a negative size");
+    if (s == 0) return;
+  }
+  int64_t numel = 1;
+  for (int64_t s : sizes) {
+    TORCH_CHECK(numel <= std::numeric_limits<int64_t>::max() / s, what, " = ", sizes,
+                " has more elements than an int64 counts");
+    numel *= s;
+  }
+}
+
 // True when the tensor is laid out NHWC in memory (and not also plainly contiguous, which
 // happens for C == 1 or H == W == 1). The Python fake impls use the same rule.
 inline bool is_channels_last(const at::Tensor& t) {

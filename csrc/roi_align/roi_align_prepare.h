@@ -24,8 +24,8 @@ inline void check_roi_align_args(const at::Tensor& feature, const char* feature_
   check_same_device(feature, feature_name, rois, "rois");
   TORCH_CHECK(pooled_height > 0 && pooled_width > 0, "output_size must be positive, got (", pooled_height, ", ",
               pooled_width, ")");
-  checked_int(pooled_height, "pooled_height");
-  checked_int(pooled_width, "pooled_width");
+  checked_int(pooled_height, "pooled_height", 1);
+  checked_int(pooled_width, "pooled_width", 1);
   // any value <= 0 means adaptive sampling
   checked_int(sampling_ratio, "sampling_ratio", std::numeric_limits<int32_t>::min(), kMaxSamplingRatio);
 }
@@ -58,6 +58,7 @@ inline RoiAlignForward prepare_roi_align_forward(const at::Tensor& input, const 
   p.input = p.channels_last ? input : input.contiguous();
   p.rois = rois.contiguous();
   const int64_t k = p.rois.size(0), c = input.size(1);
+  check_output_numel({k, c, pooled_height, pooled_width}, "the output [K, C, pooled_height, pooled_width]");
   p.out_buffer = p.channels_last ? at::empty({k, pooled_height, pooled_width, c}, input.options())
                                  : at::empty({k, c, pooled_height, pooled_width}, input.options());
   p.out = p.channels_last ? p.out_buffer.permute({0, 3, 1, 2}) : p.out_buffer;
@@ -115,6 +116,8 @@ inline RoiAlignBackward prepare_roi_align_backward(const at::Tensor& grad, const
   p.rois = rois.contiguous();
   const auto format = p.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const bool reduced = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
+  check_output_numel({batch_size, channels, height, width},
+                     "the input gradient [batch_size, channels, height, width]");
   // (at::zeros ignores a memory format in its options, so allocate with the format and zero)
   p.grad_input = at::empty({batch_size, channels, height, width},
                            grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()), format)

@@ -54,6 +54,7 @@ inline HardNegatives prepare_select_hard_negatives(const at::Tensor& queries, co
   p.batch = b;
   p.queries = n;
   p.num = num;
+  check_output_numel({b, b > 0 ? b - 1 : 0, num}, "the output [B, B - 1, num]");
   p.out = at::empty({b, b > 0 ? b - 1 : 0, num}, queries.options().dtype(at::kLong));
   if (b <= 1 || num == 0) {
     p.done = true;

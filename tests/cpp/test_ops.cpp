@@ -134,6 +134,9 @@ static void test_narrowed_integers() {
                  "roi_align backward height out of int range");
   expect_refused([&] { prepare_roi_align_backward(grad, rois, 1.0, 2, 2, 1, 2, 4, wraps_to_3, 2, true); }, "width",
                  "roi_align backward width out of int range");
+  // an element count past int64, before any allocation
+  expect_refused([&] { prepare_roi_align_backward(grad, rois, 1.0, 2, 2, int64_t(1) << 62, 2, 4, 4, 2, true); },
+                 "batch_size", "roi_align backward input gradient past int64 elements");
   expect_refused(
       [&] {
         prepare_resized_argmax(at::rand({1, 4, 4}, at::kDouble),

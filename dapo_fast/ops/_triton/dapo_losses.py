@@ -2,8 +2,8 @@
 
 Forward programs write (fit, norm, total) partial sums per block; they are added in block order
 (deterministic) and turned into the loss with the closed form of eq. 3 (see
-csrc/attention_guidance_loss/attention_guidance_loss_common.h). Backward programs recompute
-S = sum of valid a_i for their block and write both gradients in one pass.
+csrc/dapo_losses/dapo_losses_common.h). Backward programs recompute S = sum of valid a_i for
+their block and write both gradients in one pass.
 """
 import torch
 import triton

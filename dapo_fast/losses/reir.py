@@ -45,11 +45,20 @@ def self_taught_targets_per_phrase(boxes: torch.Tensor, scores: torch.Tensor, io
 
 
 def self_taught_loss(offsets: torch.Tensor, boxes: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor,
-                     iou_threshold: float = 0.6, score_gap: float = 0.1, code_form: bool = False) -> torch.Tensor:
+                     iou_threshold: float = 0.6, score_gap: float = 0.1, pseudo_box: bool = True,
+                     code_form: bool = False) -> torch.Tensor:
     """Summed smooth-L1 of ``offsets`` [B, P, J, 4] against the self-taught deltas of ``boxes``
-    [B, J, 4] under ``confidence`` [B, P, J]; pairs where ``valid`` [B, P, J] is False are ignored."""
+    [B, J, 4] under ``confidence`` [B, P, J]; pairs where ``valid`` [B, P, J] is False are ignored.
+
+    ``pseudo_box``: the most confident box regresses too, toward itself (zero offset). Eq. 15 as
+    written includes it (its IoU with itself is 1 > tau); ReIR's code leaves it out (the score gap
+    excludes it), and then nothing teaches the regressor to leave a well-placed box alone, which is
+    the box inference moves."""
     targets_fn = self_taught_targets_per_phrase if code_form else self_taught_targets
-    deltas, weights = targets_fn(boxes.detach(), confidence.detach().to(boxes.dtype), iou_threshold, score_gap)
+    confidence = confidence.detach().to(boxes.dtype)
+    deltas, weights = targets_fn(boxes.detach(), confidence, iou_threshold, score_gap)
+    if pseudo_box:  # its deltas are already 0
+        weights = weights.scatter(-1, confidence.argmax(-1, keepdim=True), 1.0)
     return weighted_smooth_l1(offsets, deltas, weights * valid.to(weights.dtype), beta=1.0, reduction="sum")
 
 
@@ -71,7 +80,7 @@ def ranking_loss(phrase_embed: torch.Tensor, region_embed: torch.Tensor, phrase_
 
 def reir_loss(out: Dict[str, torch.Tensor], model, batch: Dict[str, torch.Tensor], regress: bool,
               reg_weight: float = 0.1, rank_weight: float = 1.0, rank_margin: float = 0.2, iou_threshold: float = 0.6,
-              score_gap: float = 0.1, code_form: bool = False) -> Dict[str, torch.Tensor]:
+              score_gap: float = 0.1, pseudo_box: bool = True, code_form: bool = False) -> Dict[str, torch.Tensor]:
     """{"loss", "rec", "rank", "reg"} for one batch; ``regress``: the self-taught term is on."""
     tokens, phrase_valid, box_valid = batch["phrase_tokens"], batch["entity_valid"], batch["box_valid"]
     B, E, T = tokens.shape
@@ -86,13 +95,13 @@ def reir_loss(out: Dict[str, torch.Tensor], model, batch: Dict[str, torch.Tensor
         n_phrases = phrase_valid.sum().clamp(min=1)
         valid = phrase_valid[:, :, None] & box_valid[:, None]
         reg = self_taught_loss(out["coarse_offsets"], batch["boxes"], out["coarse_attn"], valid, iou_threshold,
-                               score_gap, code_form)
+                               score_gap, pseudo_box, code_form)
         if "fused" in out:
             K = out["fused"].shape[-1]
             reg = reg + self_taught_loss(out["fine_offsets"].reshape(B * E, 1, K, 4),
                                          out["refined"].reshape(B * E, K, 4), out["fused"].reshape(B * E, 1, K),
                                          phrase_valid.reshape(B * E, 1, 1).expand(B * E, 1, K), iou_threshold,
-                                         score_gap, code_form)
+                                         score_gap, pseudo_box, code_form)
         reg = reg / n_phrases
         loss = loss + reg_weight * reg
     return {"loss": loss, "rec": rec.detach(), "rank": rank.detach(), "reg": reg.detach()}

@@ -82,12 +82,18 @@ def test_self_taught_loss_ignores_invalid_pairs_and_regresses_toward_the_pseudo_
     boxes, scores = _clustered_boxes()
     offsets = torch.zeros(3, 4, 12, 4, dtype=torch.float64, requires_grad=True)
     valid = torch.ones(3, 4, 12, dtype=torch.bool)
-    loss = self_taught_loss(offsets, boxes, scores, valid)
+    loss = self_taught_loss(offsets, boxes, scores, valid, pseudo_box=False)
     deltas, weights = self_taught_targets(boxes, scores)
     expected = (F.smooth_l1_loss(offsets, deltas, reduction="none", beta=1.0) * weights[..., None]).sum()
     torch.testing.assert_close(loss, expected)
     assert float(self_taught_loss(offsets, boxes, scores, torch.zeros_like(valid)).detach()) == 0
-    torch.testing.assert_close(self_taught_loss(offsets, boxes, scores, valid, code_form=True), loss)
+    torch.testing.assert_close(self_taught_loss(offsets, boxes, scores, valid, pseudo_box=False, code_form=True), loss)
+    # the pseudo box itself (eq. 15): one more term per phrase, pulling its offset to zero
+    shifted = torch.ones_like(offsets)
+    with_pseudo = self_taught_loss(shifted, boxes, scores, valid)
+    without = self_taught_loss(shifted, boxes, scores, valid, pseudo_box=False)
+    per_box = F.smooth_l1_loss(torch.ones(4), torch.zeros(4), reduction="sum", beta=1.0)
+    torch.testing.assert_close(with_pseudo - without, per_box.double() * 3 * 4)
 
 
 def test_ranking_loss_matches_its_definition(seed):

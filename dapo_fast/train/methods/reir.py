@@ -36,7 +36,8 @@ class ReIROptions(ProposalOptions):
     rank_weight: float = 1.0  # lambda_3
     rank_margin: float = 0.2
     iou_threshold: float = 0.6  # tau of the self-taught targets (ReIR paper; its repo config: 0.7)
-    score_gap: float = 0.1
+    score_gap: float = 0.1  # the pseudo box must beat a regressed box by this confidence (ReIR's code)
+    pseudo_box: bool = True  # the pseudo box itself regresses to zero offset (eq. 15; ReIR's code: not)
     scale: float = 10.0  # cosine -> attention logits
 
 
@@ -86,7 +87,7 @@ class ReIR(ProposalMethod):
         o = self.options
         out = self._run(net, batch)
         return reir_loss(out, self.model, batch, self.regressing(), o.reg_weight, o.rank_weight, o.rank_margin,
-                         o.iou_threshold, o.score_gap, o.code_form)
+                         o.iou_threshold, o.score_gap, o.pseudo_box, o.code_form)
 
     @torch.no_grad()
     def predict(self, batch: Dict) -> Dict[str, torch.Tensor]:

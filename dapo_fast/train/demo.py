@@ -1,4 +1,10 @@
-"""`dapo-fast eval`, `dapo-fast demo` and `dapo-fast ablation`, as functions."""
+"""`dapo-fast eval`, `dapo-fast demo` and `dapo-fast ablation`, as functions.
+
+The demo and every run of the ablation continue the run already in their directory (a finished
+one is not retrained: resuming is bit-for-bit, so the numbers are those of a fresh run), which
+makes running them twice, or again after an interruption, safe and cheap. A run there that cannot
+be continued (another config) is refused, naming the directory; ``overwrite`` replaces it.
+"""
 from __future__ import annotations
 
 import copy
@@ -10,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 from dapo_fast.data import build_splits
 from dapo_fast.eval.table import format_table
 from dapo_fast.train import methods
+from dapo_fast.train.checkpoint import CheckpointError
 from dapo_fast.train.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
 from dapo_fast.train.loop import load_trained, train
 
@@ -33,14 +40,29 @@ def results_table(rows: Dict[str, Dict], method: str) -> str:
     return format_table(rows, methods.get(method).COLUMNS)
 
 
-def run_demo(cfg: Config, log=print) -> Dict:
-    """Generate the synthetic benchmark, train, evaluate, print the table, write the PNG grid."""
+def train_or_continue(cfg: Config, overwrite: bool = False, log=print) -> Dict:
+    """``train(cfg)``, continuing the run in ``train.out_dir`` when it holds a checkpoint (unless
+    ``overwrite``, which replaces it)."""
+    out_dir = cfg.train.out_dir
+    last = os.path.join(out_dir, "last.pt")
+    if overwrite or not os.path.exists(last):
+        return train(cfg, log=log, overwrite=overwrite)
+    try:
+        return train(cfg, resume=last, log=log)
+    except CheckpointError as err:
+        raise CheckpointError(f"{out_dir} holds a run that this one cannot continue ({err}); pass --overwrite to "
+                              f"replace it, or --out for another directory") from None
+
+
+def run_demo(cfg: Config, log=print, overwrite: bool = False) -> Dict:
+    """Generate the synthetic benchmark, train (or continue the run in ``train.out_dir``), evaluate,
+    print the table, write the PNG grid."""
     t0 = time.time()
     build_splits(cfg.data)
     t_data = time.time() - t0
     log(f"[demo] synthetic benchmark ready in {t_data:.1f}s ({cfg.data.num_train} train / {cfg.data.num_test} test) "
         f"at {cfg.data.root}")
-    out = train(cfg, log=log)
+    out = train_or_continue(cfg, overwrite, log)
     t_train = time.time() - t0 - t_data
     log(f"[demo] trained {out['step']} steps in {t_train:.1f}s")
     png = os.path.join(cfg.train.out_dir, "grid.png")
@@ -63,9 +85,10 @@ def variant_config(cfg: Config, overrides: Sequence[str], seed: int, out_dir: st
 
 
 def run_ablation(cfg: Config, variants: Optional[List[str]] = None, seeds: Sequence[int] = (0,),
-                 log=print) -> Dict[str, Dict]:
+                 log=print, overwrite: bool = False) -> Dict[str, Dict]:
     """Every variant of the method's ablation (``Method.ABLATION``) at the same budget, once per
-    training seed; rows hold {"seeds": [result per seed], "seed_ids": [...]}."""
+    training seed (each run continues the one in its directory, see the module docstring); rows
+    hold {"seeds": [result per seed], "seed_ids": [...]}."""
     method = methods.get(cfg.method)
     unknown = sorted(set(variants or ()) - set(method.ABLATION))
     if unknown:
@@ -79,7 +102,7 @@ def run_ablation(cfg: Config, variants: Optional[List[str]] = None, seeds: Seque
         rows[name] = dict(seeds=[], seed_ids=list(seeds))
         for seed in seeds:
             run_dir = os.path.join(base_out, name.replace("+", "_"), f"seed{seed}")
-            out = train(variant_config(cfg, overrides, seed, run_dir), log=log)
+            out = train_or_continue(variant_config(cfg, overrides, seed, run_dir), overwrite, log)
             res = evaluate_checkpoint(out["checkpoint"], "test")
             res["train_seconds"] = out["seconds"]
             rows[name]["seeds"].append(res)

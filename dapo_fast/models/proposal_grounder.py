@@ -53,8 +53,7 @@ class RegionEncoder(nn.Module):
         self.pool_size = pool
         self.sampling_ratio = sampling_ratio
         self.per_image_rois = False
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * pool * pool, hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, dim))
+        self.head = nn.Sequential(nn.Linear(channels * pool * pool, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
         self.geometry = nn.Linear(GEOMETRY, dim)
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
@@ -73,7 +72,9 @@ class RegionEncoder(nn.Module):
         B, J = boxes.shape[:2]
         rois = self.roi_features(feats, boxes)
         pooled = rois.mean(dim=(2, 3)).reshape(B, J, -1)
-        region = self.head(rois).reshape(B, J, -1) + self.geometry(box_geometry(boxes, input_size))
+        # flattened in (y, x, channel) order: a view of the channels-last maps the backbone gives, not a copy
+        region = self.head(rois.permute(0, 2, 3, 1).reshape(B * J, -1)).reshape(B, J, -1)
+        region = region + self.geometry(box_geometry(boxes, input_size))
         return pooled, region
 
 

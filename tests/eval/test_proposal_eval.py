@@ -70,6 +70,7 @@ def test_evaluate_counts_hits_per_subset_beside_the_references():
     res = evaluate(_predict_pick([0, 0, 1, 2]), _collate, data, input_size=32, batch_size=3)
     assert res["entities"] == 4
     assert res["acc"] == pytest.approx(50.0) and res["acc_proposal"] == pytest.approx(100.0)
+    assert res["miou"] == pytest.approx(50.0) and res["miou_proposal"] == pytest.approx(100.0)
     assert res["oracle"] == pytest.approx(100.0) and res["random"] == pytest.approx(100 / 3)
     assert res["subsets"]["1-2"]["acc"] == 100.0 and res["subsets"]["6-8"]["acc"] == 0.0
     assert res["subsets"]["6+"]["entities"] == 1 and res["subsets"]["4"]["entities"] == 0
@@ -77,6 +78,7 @@ def test_evaluate_counts_hits_per_subset_beside_the_references():
     assert res["subsets"]["4"]["acc"] != res["subsets"]["4"]["acc"]  # NaN for an empty subset
     assert ("Acc all", "acc") in columns() and ("Oracle", "oracle") in columns()
     assert columns({"Acc unrefined": "acc_proposal"})[7] == ("Acc unrefined", "acc_proposal")
+    assert ("mIoU", "miou") in columns()
     assert evaluate(_predict_pick([1, 1, 1, 1]), _collate, data, 32, limit=2)["acc"] == 0.0
 
 

@@ -42,6 +42,7 @@ class MPLOptions(ProposalOptions):
     fne_threshold: float = 0.85  # cosine threshold phi for FNE
     fnc_threshold: float = 0.95  # and for FNC
     fn_features: str = dataclasses.field(default="pooled", metadata={"choices": ("pooled", "region")})
+    fn_start: float = 0.3  # share of the run before FNE / FNC act (0 with a frozen pretrained backbone)
     context_layers: int = 1  # transformer layers over the regions of an image
 
 
@@ -71,6 +72,8 @@ class MPL(ProposalMethod):
         for key in ("tau", "teacher_tau_start", "teacher_tau_end"):
             if not getattr(o, key) > 0:
                 raise ConfigError(f"config key 'mpl.{key}' must be > 0, got {getattr(o, key)}")
+        if not 0.0 <= o.fn_start <= 1.0:
+            raise ConfigError(f"config key 'mpl.fn_start' must be a share of the run in [0, 1], got {o.fn_start}")
         for key in ("fne_threshold", "fnc_threshold"):
             if not -1.0 <= getattr(o, key) <= 1.0:
                 raise ConfigError(f"config key 'mpl.{key}' must be a cosine in [-1, 1], got {getattr(o, key)}")
@@ -91,8 +94,9 @@ class MPL(ProposalMethod):
         with torch.no_grad():
             teacher = self._run(self.teacher, batch)
         threshold = o.fne_threshold if o.mode == "fne" else o.fnc_threshold
+        mode = o.mode if self.progress() >= o.fn_start else "none"
         parts = mpl_loss(student, teacher, teacher[o.fn_features], batch["entity_valid"], batch["box_valid"],
-                         mode=o.mode, threshold=threshold, tau=o.tau,
+                         mode=mode, threshold=threshold, tau=o.tau,
                          teacher_tau=self.teacher_tau.to(student["phrase"].dtype), code_form=o.code_form)
         parts["teacher_tau"] = self.teacher_tau.detach().clone()
         return parts

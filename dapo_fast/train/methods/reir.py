@@ -51,7 +51,7 @@ class ReIR(ProposalMethod):
         "two-stage": ["reir.refine=true", "reir.self_taught=false"],
         "two-stage+STR": ["reir.refine=true", "reir.self_taught=true"],
     }
-    COLUMNS = proposal_eval.columns({"Acc unrefined": "acc_proposal"})
+    COLUMNS = proposal_eval.columns({"Acc unrefined": "acc_proposal", "mIoU unrefined": "miou_proposal"})
 
     @classmethod
     def validate_config(cls, cfg) -> None:

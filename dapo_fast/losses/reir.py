@@ -21,27 +21,8 @@ from typing import Dict
 
 import torch
 
-from dapo_fast.ops import box_encode, box_iou, self_taught_targets, weighted_smooth_l1
-
-
-def self_taught_targets_per_phrase(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.6,
-                                   score_gap: float = 0.1):
-    """``self_taught_targets`` in ReIR's reference form: a Python loop over images and phrases, one
-    IoU row and one encode per phrase. Same numbers as the op; the baseline of what it buys."""
-    B, J = boxes.shape[:2]
-    P = scores.shape[1]
-    deltas = boxes.new_zeros(B, P, J, 4)
-    weights = boxes.new_zeros(B, P, J)
-    for i in range(B):
-        for q in range(P):
-            best = int(scores[i, q].argmax())
-            iou = box_iou(boxes[i, best][None], boxes[i], backend="reference")[0]
-            keep = (iou >= iou_threshold) & (scores[i, q, best] - scores[i, q] >= score_gap)
-            keep[best] = False
-            idx = keep.nonzero()[:, 0]
-            deltas[i, q, idx] = box_encode(boxes[i, idx], boxes[i, best].expand(len(idx), 4), backend="reference")
-            weights[i, q, idx] = 1
-    return deltas, weights
+from dapo_fast.ops import self_taught_targets, weighted_smooth_l1
+from dapo_fast.ops.self_taught_targets import self_taught_targets_reir_code_form
 
 
 def self_taught_loss(offsets: torch.Tensor, boxes: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor,
@@ -54,7 +35,7 @@ def self_taught_loss(offsets: torch.Tensor, boxes: torch.Tensor, confidence: tor
     written includes it (its IoU with itself is 1 > tau); ReIR's code leaves it out (the score gap
     excludes it), and then nothing teaches the regressor to leave a well-placed box alone, which is
     the box inference moves."""
-    targets_fn = self_taught_targets_per_phrase if code_form else self_taught_targets
+    targets_fn = self_taught_targets_reir_code_form if code_form else self_taught_targets
     confidence = confidence.detach().to(boxes.dtype)
     deltas, weights = targets_fn(boxes.detach(), confidence, iou_threshold, score_gap)
     if pseudo_box:  # its deltas are already 0

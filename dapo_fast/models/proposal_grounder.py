@@ -67,6 +67,10 @@ class RegionEncoder(nn.Module):
             return torch.cat([roi_align(feats[i:i + 1], [boxes[i]], **args) for i in range(boxes.shape[0])])
         return roi_align(feats, rois_of(boxes), **args)
 
+    def pooled(self, feats: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """[B, J, C]: the mean of each box's RoIAlign map (the raw region feature)."""
+        return self.roi_features(feats, boxes).mean(dim=(2, 3)).reshape(*boxes.shape[:2], -1)
+
     def forward(self, feats: torch.Tensor, boxes: torch.Tensor, input_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """(pooled [B, J, C]: mean of the RoIAlign map, region [B, J, dim]) for boxes [B, J, 4]."""
         B, J = boxes.shape[:2]

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from dapo_fast.losses.mpl import mpl_loss
 from dapo_fast.losses.querymatch import (info_nce, negative_indices, negative_logits, other_images, query_class_mil,
                                          select_positive)
-from dapo_fast.losses.reir import ranking_loss, self_taught_loss, self_taught_targets_per_phrase
+from dapo_fast.losses.reir import ranking_loss, self_taught_loss
 from dapo_fast.ops import pseudo_label_contrastive_loss, self_taught_targets, select_hard_negatives
+from dapo_fast.ops.self_taught_targets import self_taught_targets_reir_code_form
 
 
 def _mpl_inputs(B=4, K=6, Q=3, D=8, C=5, seed=0):
@@ -69,10 +70,10 @@ def _clustered_boxes(B=3, J=12, P=4, seed=0):
     return torch.cat([c - wh / 2, c + wh / 2], -1).double(), torch.rand(B, P, J, generator=g, dtype=torch.float64)
 
 
-def test_self_taught_targets_per_phrase_equals_the_op():
+def test_self_taught_targets_reir_code_form_equals_the_op():
     boxes, scores = _clustered_boxes()
     d1, w1 = self_taught_targets(boxes, scores, 0.6, 0.1)
-    d2, w2 = self_taught_targets_per_phrase(boxes, scores, 0.6, 0.1)
+    d2, w2 = self_taught_targets_reir_code_form(boxes, scores, 0.6, 0.1)
     assert w1.sum() > 0
     torch.testing.assert_close(w1, w2)
     torch.testing.assert_close(d1, d2)

@@ -9,13 +9,20 @@ learns them with the contrastive loss over every region of the batch
 (:func:`~dapo_fast.losses.mpl.mpl_loss`).
 
 False negatives (regions of other images that look like a region of this image) are retrieved by
-``false_negative_mask`` with cosine threshold 0.85 (FNE) or 0.95 (FNC). MPL computes them on the
-frozen detector's raw region features. This model has no frozen detector (the small backbone trains
-from scratch), so ``fn_features="pooled"`` uses the momentum teacher's RoI-pooled backbone features:
-the same kind of feature (appearance before any matching head), slowly moving and without gradient.
-With a frozen pretrained backbone (``model.backbone=open_clip``, ``freeze_backbone``) the teacher's
-pooled features are exactly the frozen backbone's, as in the paper. ``"region"`` uses the teacher's
-output region features instead.
+``false_negative_mask`` with cosine threshold 0.85 (FNE) or 0.95 (FNC). MPL retrieves on the raw
+region features of a frozen pretrained detector: meaningful from the first step and untouched by
+the loss. The small backbone here trains from scratch, which breaks both. At initialisation its
+RoI features are nearly parallel (70-90% of cross-image regions pass 0.95), and features that the
+loss trains feed back into the mask: FNC pulls phrases toward the flagged regions, the features
+grow alike, more regions are flagged (measured with the live teacher's pooled features: the
+flagged share climbs to 65-90% and accuracy falls from 64% to 10-41%). So FNE / FNC start after
+``fn_start`` of the run (trained as "none" before), and ``fn_features`` chooses where to retrieve:
+``frozen_*`` from a frozen copy of the momentum teacher taken at that moment (a detector trained
+first, then frozen, as in the paper), ``teacher_*`` from the live teacher; ``*_region`` on its
+output region features, ``*_pooled`` on its RoI-pooled backbone features (MPL's raw features; with
+a frozen pretrained backbone, ``model.backbone=open_clip`` and ``freeze_backbone``,
+``teacher_pooled`` with ``fn_start: 0`` is the paper's setting exactly). Measured on a model
+trained without FN handling, the region features are the better retrieval space (docs/methods.md).
 """
 from __future__ import annotations
 
@@ -29,7 +36,10 @@ from dapo_fast.eval import proposals as proposal_eval
 from dapo_fast.losses.mpl import mpl_loss
 from dapo_fast.models.proposal_grounder import DualEncoderGrounder, build_encoders
 from dapo_fast.ops import momentum_update_
-from dapo_fast.train.methods.proposals import SHARED_DEFAULTS, ProposalMethod, ProposalOptions, pick_boxes
+from dapo_fast.train.methods.proposals import ProposalMethod, ProposalOptions, pick_boxes, proposal_defaults
+
+
+FN_FEATURES = ("frozen_region", "frozen_pooled", "teacher_region", "teacher_pooled")
 
 
 @dataclasses.dataclass
@@ -41,7 +51,8 @@ class MPLOptions(ProposalOptions):
     teacher_tau_end: float = 0.1
     fne_threshold: float = 0.85  # cosine threshold phi for FNE
     fnc_threshold: float = 0.95  # and for FNC
-    fn_features: str = dataclasses.field(default="pooled", metadata={"choices": ("pooled", "region")})
+    # region features the false negatives are retrieved on: "<source>_<layer>" (see the module docstring)
+    fn_features: str = dataclasses.field(default="frozen_region", metadata={"choices": FN_FEATURES})
     fn_start: float = 0.3  # share of the run before FNE / FNC act (0 with a frozen pretrained backbone)
     context_layers: int = 1  # transformer layers over the regions of an image
 
@@ -49,17 +60,17 @@ class MPLOptions(ProposalOptions):
 class MPL(ProposalMethod):
     NAME = "mpl"
     Options = MPLOptions
-    DEFAULTS = {**SHARED_DEFAULTS, "train": {**SHARED_DEFAULTS["train"], "out_dir": "runs/mpl", "max_steps": 1000},
-                "optim": {"lr": 0.001}}
+    DEFAULTS = proposal_defaults("mpl")
     # MPL's Table 3 rows with the momentum teacher: no false-negative handling, FNE, FNC
     ABLATION = {"none": ["mpl.mode=none"], "fne": ["mpl.mode=fne"], "fnc": ["mpl.mode=fnc"]}
     COLUMNS = proposal_eval.columns({"FN %": "false_negatives"})
 
     def __init__(self, cfg, train_set, tokenizer, dist):
+        self.teacher_tau = torch.tensor(cfg.options.teacher_tau_start, dtype=torch.float64)
+        self.teacher = self.detector = None
         super().__init__(cfg, train_set, tokenizer, dist)
         self.teacher = copy.deepcopy(self.model).requires_grad_(False)
-        self.teacher_tau = torch.tensor(self.options.teacher_tau_start, dtype=torch.float64)
-        self.last_false_negatives = float("nan")
+        self.update_schedule()
 
     @classmethod
     def validate_config(cls, cfg) -> None:
@@ -88,36 +99,55 @@ class MPL(ProposalMethod):
     def _run(self, net, batch):
         return net(batch["images"], batch["boxes"], batch["box_valid"], batch["phrase_tokens"])
 
+    def fn_features(self, batch, teacher: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The region features false negatives are retrieved on (see the module docstring)."""
+        source, layer = self.options.fn_features.split("_")
+        if source == "frozen" and self.detector is not None:
+            with torch.no_grad():
+                return self._run(self.detector, batch)[layer]
+        return teacher[layer]
+
     def forward_loss(self, net, batch, sreg, gamma):
         o = self.options
         student = self._run(net, batch)
         with torch.no_grad():
             teacher = self._run(self.teacher, batch)
         threshold = o.fne_threshold if o.mode == "fne" else o.fnc_threshold
-        mode = o.mode if self.progress() >= o.fn_start else "none"
-        parts = mpl_loss(student, teacher, teacher[o.fn_features], batch["entity_valid"], batch["box_valid"],
-                         mode=mode, threshold=threshold, tau=o.tau,
-                         teacher_tau=self.teacher_tau.to(student["phrase"].dtype), code_form=o.code_form)
+        fn_features = self.fn_features(batch, teacher) if self.fn_mode != "none" else teacher["pooled"]
+        parts = mpl_loss(student, teacher, fn_features, batch["entity_valid"], batch["box_valid"], mode=self.fn_mode,
+                         threshold=threshold, tau=o.tau, teacher_tau=self.teacher_tau.to(student["phrase"].dtype),
+                         code_form=o.code_form)
         parts["teacher_tau"] = self.teacher_tau.detach().clone()
         return parts
 
     def after_optimizer_step(self, step: int) -> None:
+        momentum_update_(self.teacher, self.model, self.options.momentum)
         super().after_optimizer_step(step)
+
+    def update_schedule(self) -> None:
         o = self.options
-        momentum_update_(self.teacher, self.model, o.momentum)
+        self.fn_mode = o.mode if self.progress() >= o.fn_start else "none"
         self.teacher_tau.fill_(o.teacher_tau_start + (o.teacher_tau_end - o.teacher_tau_start) * self.progress())
+        if (o.fn_features.startswith("frozen") and self.fn_mode != "none" and self.detector is None
+                and self.teacher is not None):  # the "detector": the teacher when FN handling starts, frozen
+            self.detector = copy.deepcopy(self.teacher).requires_grad_(False)
 
     def state_dict(self) -> Dict:
-        return dict(super().state_dict(), teacher=self.teacher.state_dict())
+        state = dict(super().state_dict(), teacher=self.teacher.state_dict())
+        if self.detector is not None:
+            state["detector"] = self.detector.state_dict()
+        return state
 
     def load_state_dict(self, state: Dict) -> None:
-        super().load_state_dict(state)
         if "teacher" in state:
             self.teacher.load_state_dict(state["teacher"])
         else:  # a checkpoint without the teacher (e.g. weights only): restart it from the student
             self.teacher.load_state_dict(self.model.state_dict())
-        o = self.options
-        self.teacher_tau.fill_(o.teacher_tau_start + (o.teacher_tau_end - o.teacher_tau_start) * self.progress())
+        self.detector = None
+        if "detector" in state:
+            self.detector = copy.deepcopy(self.teacher).requires_grad_(False)
+            self.detector.load_state_dict(state["detector"])
+        super().load_state_dict(state)  # the step, then the schedule (a detector not in the state is taken later)
 
     @torch.no_grad()
     def predict(self, batch: Dict) -> Dict[str, torch.Tensor]:
@@ -139,7 +169,7 @@ class MPL(ProposalMethod):
         teacher = self._run(self.teacher, batch)
         threshold = o.fne_threshold if o.mode == "fne" else o.fnc_threshold
         mode = o.mode if o.mode != "none" else "fnc"
-        parts = mpl_loss(teacher, teacher, teacher[o.fn_features], batch["entity_valid"], batch["box_valid"],
+        parts = mpl_loss(teacher, teacher, self.fn_features(batch, teacher), batch["entity_valid"], batch["box_valid"],
                          mode=mode, threshold=threshold)
         return 100.0 * float(parts["false_negatives"])
 

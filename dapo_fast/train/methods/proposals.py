@@ -19,12 +19,15 @@ from dapo_fast.data.sample import WordTokenizer, encode_phrases, load_image, pre
 from dapo_fast.eval import proposals as proposal_eval
 from dapo_fast.train.methods.base import Method
 
-# The proposal methods train without the curriculum (their papers have none) on the synthetic
-# benchmark at the demo's size; each method adds its own budget.
-SHARED_DEFAULTS = {
-    "curriculum": {"score_q": False, "score_s": False},
-    "train": {"compile": False, "log_every": 25, "ckpt_every": 500},
-}
+
+
+def proposal_defaults(name: str, max_steps: int = 600, lr: float = 0.001) -> Dict:
+    """A proposal method's defaults for the shared sections: no curriculum (the papers have none),
+    the synthetic benchmark at the demo's size, eager steps (measured: compiling does not pay for
+    the RoIAlign/selection-heavy steps at this size), its own run directory and budget."""
+    return {"curriculum": {"score_q": False, "score_s": False}, "optim": {"lr": lr},
+            "train": {"out_dir": f"runs/{name}", "max_steps": max_steps, "compile": False, "log_every": 25,
+                      "ckpt_every": 500}}
 
 
 @dataclasses.dataclass
@@ -41,9 +44,10 @@ class ProposalMethod(Method):
     """Base of the proposal methods: batches, predictions in the input frame, evaluation."""
 
     def __init__(self, cfg, train_set, tokenizer, dist):
-        self.step = 0  # completed optimiser steps (schedules read it; restored on resume)
+        self.step = 0  # completed optimiser steps (the schedules follow it; restored on resume)
         self.detections = load_detections(cfg.options.proposals) if cfg.options.proposals else None
         super().__init__(cfg, train_set, tokenizer, dist)
+        self.update_schedule()
 
     @classmethod
     def validate_config(cls, cfg) -> None:
@@ -93,16 +97,23 @@ class ProposalMethod(Method):
     # ---------------------------------------------------------------- training
     def after_optimizer_step(self, step: int) -> None:
         self.step = step
+        self.update_schedule()
 
     def progress(self) -> float:
         """Share of the run done, in [0, 1] (for the schedules)."""
         return min(1.0, self.step / max(1, self.cfg.train.max_steps))
+
+    def update_schedule(self) -> None:
+        """Set what the step counter decides (a term switched on, a temperature) as attributes
+        ``forward_loss`` reads: flags that change once and tensors filled in place, so a compiled
+        step recompiles at most once per switch instead of at every step."""
 
     def state_dict(self) -> Dict:
         return {"step": self.step}
 
     def load_state_dict(self, state: Dict) -> None:
         self.step = int(state.get("step", 0))
+        self.update_schedule()
 
     # ---------------------------------------------------------------- evaluation
     def predict(self, batch: Dict) -> Dict[str, torch.Tensor]:

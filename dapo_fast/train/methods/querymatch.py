@@ -27,7 +27,7 @@ from dapo_fast.eval import proposals as proposal_eval
 from dapo_fast.losses.querymatch import querymatch_loss, select_positive
 from dapo_fast.models.proposal_grounder import build_encoders
 from dapo_fast.models.query_grounder import QueryGrounder
-from dapo_fast.train.methods.proposals import SHARED_DEFAULTS, ProposalMethod, ProposalOptions
+from dapo_fast.train.methods.proposals import ProposalMethod, ProposalOptions, proposal_defaults
 
 
 @dataclasses.dataclass
@@ -49,9 +49,7 @@ class QueryMatchOptions(ProposalOptions):
 class QueryMatch(ProposalMethod):
     NAME = "querymatch"
     Options = QueryMatchOptions
-    DEFAULTS = {**SHARED_DEFAULTS, "train": {**SHARED_DEFAULTS["train"], "out_dir": "runs/querymatch",
-                                             "max_steps": 1000},
-                "optim": {"lr": 0.001}}
+    DEFAULTS = proposal_defaults("querymatch")
     ABLATION = {
         "all negatives": ["querymatch.negatives=all"],
         "random": ["querymatch.negatives=random"],
@@ -61,8 +59,8 @@ class QueryMatch(ProposalMethod):
     COLUMNS = proposal_eval.columns({"Category %": "category_accuracy"})
 
     def __init__(self, cfg, train_set, tokenizer, dist):
+        self.category_index = {c.lower(): i for i, c in enumerate(cfg.options.categories)}
         super().__init__(cfg, train_set, tokenizer, dist)
-        self.category_index = {c.lower(): i for i, c in enumerate(self.options.categories)}
 
     @classmethod
     def validate_config(cls, cfg) -> None:
@@ -111,9 +109,12 @@ class QueryMatch(ProposalMethod):
     def forward_loss(self, net, batch, sreg, gamma):
         o = self.options
         out = self._run(net, batch)
-        return querymatch_loss(out, batch, o.aligncat, self.progress() >= o.class_start, o.negatives,
+        return querymatch_loss(out, batch, o.aligncat, self.class_on, o.negatives,
                                o.num_negatives, o.uniqueness, o.alpha, o.top_k, o.tau, o.cl_weight, o.ce_weight,
                                o.mil_weight, o.code_form)
+
+    def update_schedule(self) -> None:
+        self.class_on = self.progress() >= self.options.class_start
 
     @torch.no_grad()
     def predict(self, batch: Dict) -> Dict[str, torch.Tensor]:

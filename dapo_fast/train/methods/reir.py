@@ -23,7 +23,7 @@ from dapo_fast.losses.reir import reir_loss
 from dapo_fast.models.proposal_grounder import build_encoders
 from dapo_fast.models.refinement_grounder import RefinementGrounder
 from dapo_fast.ops import box_decode
-from dapo_fast.train.methods.proposals import SHARED_DEFAULTS, ProposalMethod, ProposalOptions
+from dapo_fast.train.methods.proposals import ProposalMethod, ProposalOptions, proposal_defaults
 
 
 @dataclasses.dataclass
@@ -44,8 +44,7 @@ class ReIROptions(ProposalOptions):
 class ReIR(ProposalMethod):
     NAME = "reir"
     Options = ReIROptions
-    DEFAULTS = {**SHARED_DEFAULTS, "train": {**SHARED_DEFAULTS["train"], "out_dir": "runs/reir", "max_steps": 1000},
-                "optim": {"lr": 0.001}}
+    DEFAULTS = proposal_defaults("reir")
     ABLATION = {
         "coarse": ["reir.refine=false", "reir.self_taught=false"],
         "two-stage": ["reir.refine=true", "reir.self_taught=false"],
@@ -80,13 +79,13 @@ class ReIR(ProposalMethod):
     def _run(self, net, batch):
         return net(batch["images"], batch["boxes"], batch["box_valid"], batch["phrase_tokens"])
 
-    def regressing(self) -> bool:
-        return self.options.self_taught and self.progress() >= self.options.reg_start
+    def update_schedule(self) -> None:
+        self.regressing = self.options.self_taught and self.progress() >= self.options.reg_start
 
     def forward_loss(self, net, batch, sreg, gamma):
         o = self.options
         out = self._run(net, batch)
-        return reir_loss(out, self.model, batch, self.regressing(), o.reg_weight, o.rank_weight, o.rank_margin,
+        return reir_loss(out, self.model, batch, self.regressing, o.reg_weight, o.rank_weight, o.rank_margin,
                          o.iou_threshold, o.score_gap, o.pseudo_box, o.code_form)
 
     @torch.no_grad()

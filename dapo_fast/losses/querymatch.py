@@ -17,9 +17,9 @@ Loss (eq. 16, 17, 19): InfoNCE of the expression against its positive and its ne
 global space and (AlignCAT) in the fine space, plus the text classifier's cross-entropy on the
 expression's category, plus the query classifier's multiple-instance loss: AlignCAT's query
 categories come from the frozen detector's class head; this model has none, so the class head
-learns from the captions alone: for an expression of category c, the image's category scores
-pooled over its proposals (log-sum-exp) must rank c first. The expression's category is read from
-its text (a category word), never from a box.
+learns from the captions alone: for an expression of category c, the category must be present
+among the image's proposals (WSDDN's two-stream weak detector, :func:`query_class_mil`).
+The expression's category is read from its text (a category word), never from a box.
 """
 from __future__ import annotations
 
@@ -95,13 +95,20 @@ def info_nce(text: torch.Tensor, queries: torch.Tensor, positive: torch.Tensor, 
     return (per * pv).sum() / pv.sum().clamp(min=1)
 
 
-def query_class_mil(query_logits: torch.Tensor, box_valid: torch.Tensor, text_class: torch.Tensor) -> torch.Tensor:
-    """The query classifier's multiple-instance cross-entropy: each expression's category must win
-    on its image's category scores log-sum-exp pooled over the image's proposals."""
-    pooled = query_logits.masked_fill(~box_valid[..., None], float("-inf")).logsumexp(1)  # [B, C]
+def query_class_mil(query_logits: torch.Tensor, query_detection: torch.Tensor, box_valid: torch.Tensor,
+                    text_class: torch.Tensor) -> torch.Tensor:
+    """The query classifier's weakly supervised loss (WSDDN's two streams, positives only): for an
+    expression of category c, ``y_c = sum_j softmax_j(detection[j, c]) * softmax_c(logits[j])[c]``
+    over the image's queries is the probability that some query of the image is a c; its negative
+    log is averaged over the expressions with a category. Only what a caption states is used: an
+    object it does not mention is not a negative (it may be there)."""
+    det = query_detection.masked_fill(~box_valid[..., None], float("-inf")).softmax(1)   # over queries
+    present = (det * query_logits.softmax(-1)).sum(1)                                   # [B, C]
     B, E = text_class.shape
-    return F.cross_entropy(pooled[:, None].expand(B, E, -1).reshape(B * E, -1), text_class.reshape(-1),
-                           ignore_index=-1)
+    known = text_class >= 0
+    picked = torch.gather(present, 1, text_class.clamp(min=0))                          # [B, E]
+    nll = -picked.clamp(min=1e-12).log()
+    return (nll * known).sum() / known.sum().clamp(min=1)
 
 
 def querymatch_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], aligncat: bool = True,
@@ -125,7 +132,7 @@ def querymatch_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
         cl_fine = info_nce(out["fine_t"], out["fine_q"], positive, box_valid, phrase_valid, index, tau)
         B, E, C = out["text_logits"].shape
         ce_text = F.cross_entropy(out["text_logits"].reshape(B * E, C), text_class.reshape(-1), ignore_index=-1)
-        mil = query_class_mil(out["query_logits"], box_valid, text_class)
+        mil = query_class_mil(out["query_logits"], out["query_detection"], box_valid, text_class)
         loss = loss + cl_weight * cl_fine + ce_weight * ce_text + mil_weight * mil
     with torch.no_grad():
         picked_class = torch.gather(out["query_logits"].argmax(-1), 1, positive)

@@ -10,13 +10,14 @@ proposals' region features (:class:`~dapo_fast.models.proposal_grounder.RegionEn
   over the expression's words (adaptive phrase attention), summed, projected; ``S_fine`` is the dot
   product with another projection of the query;
 * a text classifier on ``f_t`` (eq. 18: predicts the expression's category at inference) and a
-  query classifier on ``f_q`` (the detector's class head in AlignCAT; trained here by
-  multiple-instance learning from the captions' category words, see
+  query classifier on ``f_q`` (the detector's class head in AlignCAT; trained here as a weakly
+  supervised detector, WSDDN's two streams, from the captions' category words, see
   :mod:`dapo_fast.losses.querymatch`).
 
     out = model(images [B,3,S,S], boxes [B,J,4], box_valid [B,J], phrase_tokens [B,E,T])
     out["global_q"] [B,J,D], out["global_t"] [B,E,D], out["fine_q"] [B,J,D], out["fine_t"] [B,E,D],
-    out["s_global"], out["s_fine"] [B,E,J], out["query_logits"] [B,J,C], out["text_logits"] [B,E,C]
+    out["s_global"], out["s_fine"] [B,E,J], out["query_logits"], out["query_detection"] [B,J,C],
+    out["text_logits"] [B,E,C]
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class QueryGrounder(nn.Module):
         self.fine_t = nn.Linear(phrases.dim, dim)
         self.text_classifier = nn.Linear(phrases.dim, num_classes)
         self.query_classifier = nn.Linear(dim, num_classes)
+        self.query_detector = nn.Linear(dim, num_classes)  # WSDDN's detection stream (which query is the class)
 
     def forward(self, images: torch.Tensor, boxes: torch.Tensor, box_valid: torch.Tensor,
                 phrase_tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -52,6 +54,7 @@ class QueryGrounder(nn.Module):
         f_w = torch.einsum("bet,betd->bed", weights, words)
         out = dict(global_q=self.global_q(f_q), global_t=self.global_t(f_t), fine_q=self.fine_q(f_q),
                    fine_t=self.fine_t(f_w), query_logits=self.query_classifier(f_q),
+                   query_detection=self.query_detector(f_q),
                    text_logits=self.text_classifier(f_t), word_weights=weights)
         out["s_global"] = torch.einsum("bed,bjd->bej", out["global_t"], out["global_q"])
         out["s_fine"] = torch.einsum("bed,bjd->bej", out["fine_t"], out["fine_q"])

@@ -171,10 +171,14 @@ def test_negatives_and_info_nce(seed):
     assert rnd.shape == (B, E, B - 1, 3) and int(rnd.max()) < J
 
 
-def test_query_class_mil_pools_over_proposals():
+def test_query_class_mil_is_wsddn_with_positives_only():
     logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [5.0, 0.0]]])
+    detection = torch.tensor([[[1.0, 0.0], [0.0, 3.0]], [[0.5, 0.0], [0.0, 9.0]]])
     valid = torch.tensor([[True, True], [True, False]])
     text_class = torch.tensor([[1, -1], [0, 0]])
-    pooled = torch.stack([logits[0].logsumexp(0), logits[1, :1].logsumexp(0)])
-    expected = (F.cross_entropy(pooled[:1], torch.tensor([1])) * 1 + F.cross_entropy(pooled[1:], torch.tensor([0])) * 2) / 3
-    torch.testing.assert_close(query_class_mil(logits, valid, text_class), expected)
+    # image 0, class 1: both queries; image 1, class 0: only its valid query 0
+    y01 = (torch.softmax(detection[0, :, 1], 0) * torch.softmax(logits[0], -1)[:, 1]).sum()
+    y10 = torch.softmax(logits[1, 0], -1)[0]
+    expected = -(y01.log() + 2 * y10.log()) / 3
+    torch.testing.assert_close(query_class_mil(logits, detection, valid, text_class), expected)
+    assert float(query_class_mil(logits, detection, valid, torch.full((2, 2), -1))) == 0

@@ -50,9 +50,10 @@ class QueryMatch(ProposalMethod):
     NAME = "querymatch"
     Options = QueryMatchOptions
     DEFAULTS = proposal_defaults("querymatch")
+    # without hard-negative selection (every query of every other image is a negative), and with it
+    # under QueryMatch's code's uniqueness and the paper's
     ABLATION = {
-        "all negatives": ["querymatch.negatives=all"],
-        "random": ["querymatch.negatives=random"],
+        "all-negatives": ["querymatch.negatives=all"],
         "hard-pairwise": ["querymatch.negatives=hard", "querymatch.uniqueness=pairwise"],
         "hard-paper": ["querymatch.negatives=hard", "querymatch.uniqueness=paper"],
     }

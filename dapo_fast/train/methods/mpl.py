@@ -154,10 +154,8 @@ class MPL(ProposalMethod):
         scores = self._run(self.model, batch)["scores"]
         return {"box": pick_boxes(scores, batch["boxes"], batch["box_valid"])}
 
-    def evaluate(self, dataset, limit=None, png=None) -> Dict:
-        res = super().evaluate(dataset, limit, png)
-        res["false_negatives"] = self.false_negative_share(dataset, limit)
-        return res
+    def extra_metrics(self, dataset, limit=None) -> Dict[str, float]:
+        return {"false_negatives": self.false_negative_share(dataset, limit)}
 
     @torch.no_grad()
     def false_negative_share(self, dataset, limit=None, batch_size: int = 64) -> float:

@@ -131,10 +131,15 @@ class ProposalMethod(Method):
     def evaluate(self, dataset, limit: Optional[int] = None, png: Optional[str] = None) -> Dict:
         size = self.cfg.data.image_size
         res = proposal_eval.evaluate(self._predict_eval, self.collate_eval, dataset, size, limit=limit)
+        res.update(self.extra_metrics(dataset, limit))
         if png:
             proposal_eval.save_grid(self._predict_eval, self.collate_eval, dataset, size, png)
             res["png"] = png
         return res
+
+    def extra_metrics(self, dataset, limit: Optional[int] = None) -> Dict[str, float]:
+        """Method-specific numbers for the result (and its COLUMNS); none by default."""
+        return {}
 
     @staticmethod
     def headline(result: Dict) -> str:

@@ -126,10 +126,8 @@ class QueryMatch(ProposalMethod):
                                batch["box_valid"], o.aligncat, True, o.alpha, o.top_k)
         return {"box": torch.gather(batch["boxes"], 1, best[..., None].expand(-1, -1, 4))}
 
-    def evaluate(self, dataset, limit=None, png=None) -> Dict:
-        res = super().evaluate(dataset, limit, png)
-        res["category_accuracy"] = self.text_category_accuracy(dataset, limit)
-        return res
+    def extra_metrics(self, dataset, limit=None) -> Dict[str, float]:
+        return {"category_accuracy": self.text_category_accuracy(dataset, limit)}
 
     @torch.no_grad()
     def text_category_accuracy(self, dataset, limit=None, batch_size: int = 256) -> float:

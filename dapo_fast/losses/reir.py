@@ -59,17 +59,15 @@ def ranking_loss(phrase_embed: torch.Tensor, region_embed: torch.Tensor, phrase_
     return ((wrong_image + wrong_caption) * off).sum() / max(1, B * (B - 1))
 
 
-def reir_loss(out: Dict[str, torch.Tensor], model, batch: Dict[str, torch.Tensor], regress: bool,
+def reir_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], regress: bool, scale: float,
               reg_weight: float = 0.1, rank_weight: float = 1.0, rank_margin: float = 0.2, iou_threshold: float = 0.6,
               score_gap: float = 0.1, pseudo_box: bool = True, code_form: bool = False) -> Dict[str, torch.Tensor]:
-    """{"loss", "rec", "rank", "reg"} for one batch; ``regress``: the self-taught term is on."""
-    tokens, phrase_valid, box_valid = batch["phrase_tokens"], batch["entity_valid"], batch["box_valid"]
-    B, E, T = tokens.shape
-    flat_tokens, flat_valid = tokens.reshape(B * E, T), phrase_valid.reshape(B * E)
-    rec = model.decoder(out["z_coarse"].reshape(B * E, -1), flat_tokens, flat_valid)
-    if "z_fine" in out:
-        rec = rec + model.decoder(out["z_fine"].reshape(B * E, -1), flat_tokens, flat_valid)
-    rank = ranking_loss(out["coarse_q"], out["coarse_o"], phrase_valid, box_valid, model.coarse.scale, rank_margin)
+    """{"loss", "rec", "rank", "reg"} for one batch; ``regress``: the self-taught term is on;
+    ``scale``: the coarse score's cosine scale (the ranking's attention)."""
+    phrase_valid, box_valid = batch["entity_valid"], batch["box_valid"]
+    B, E = phrase_valid.shape
+    rec = out["rec"]
+    rank = ranking_loss(out["coarse_q"], out["coarse_o"], phrase_valid, box_valid, scale, rank_margin)
     loss = rec + rank_weight * rank
     reg = loss.new_zeros(())
     if regress:

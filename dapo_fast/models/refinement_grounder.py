@@ -102,9 +102,10 @@ class RefinementGrounder(nn.Module):
     def forward(self, images: torch.Tensor, boxes: torch.Tensor, box_valid: torch.Tensor,
                 phrase_tokens: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Coarse: "coarse_q" [B,E,D], "coarse_o" [B,J,D] (unit embeddings), "coarse_scores" [B,E,J],
-        "coarse_attn", "coarse_offsets" [B,E,J,4], "z_coarse" [B,E,D]. With refinement also "top"
-        [B,E,K] (proposal indices), "top_boxes", "refined" [B,E,K,4], "fine_attn", "fine_offsets",
-        "fused" [B,E,K], "z_fine"."""
+        "coarse_attn", "coarse_offsets" [B,E,J,4]. With refinement also "top" [B,E,K] (proposal
+        indices), "top_boxes", "refined" [B,E,K,4], "fine_attn", "fine_offsets", "fused" [B,E,K].
+        "rec": the phrase reconstruction loss from the attended features of each stage (computed
+        here, inside the forward, so DDP sees the decoder used in it)."""
         S = images.shape[-1]
         feats = self.regions.feature_map(images)
         _, x_o = self.regions(feats, boxes, S)
@@ -113,12 +114,14 @@ class RefinementGrounder(nn.Module):
         scores = self.coarse.scale * torch.einsum("bed,bjd->bej", cq, co)
         scores = scores.masked_fill(~box_valid[:, None], float("-inf"))
         attn = scores.softmax(-1)
+        B, E, T = phrase_tokens.shape
+        tokens, real = phrase_tokens.reshape(B * E, T), (phrase_tokens != 0).any(-1).reshape(B * E)
+        z_coarse = torch.einsum("bej,bjd->bed", attn, x_o)
         out = dict(coarse_q=cq, coarse_o=co, coarse_scores=scores, coarse_attn=attn,
-                   coarse_offsets=self.coarse.offsets(x_q[:, :, None], x_o[:, None]),
-                   z_coarse=torch.einsum("bej,bjd->bed", attn, x_o), phrase=x_q)
+                   coarse_offsets=self.coarse.offsets(x_q[:, :, None], x_o[:, None]), phrase=x_q,
+                   rec=self.decoder(z_coarse.reshape(B * E, -1), tokens, real))
         if not self.refine:
             return out
-        B, E = x_q.shape[:2]
         K = min(self.top_k, boxes.shape[1])
         top = scores.topk(K, dim=-1).indices                                    # [B, E, K]
         top_boxes = gather_rows(boxes, top)                                     # [B, E, K, 4]
@@ -128,10 +131,11 @@ class RefinementGrounder(nn.Module):
         x_r = x_r.reshape(B, E, K, -1)
         fq, fo = self.fine.embed(x_q[:, :, None], x_r)
         fine_attn = (self.fine.scale * (fq * fo).sum(-1)).softmax(-1)          # [B, E, K]
+        z_fine = torch.einsum("bek,bekd->bed", fine_attn, x_r)
         out.update(top=top, top_boxes=top_boxes, refined=refined, fine_attn=fine_attn,
                    fine_offsets=self.fine.offsets(x_q[:, :, None], x_r),
                    fused=torch.gather(attn, 2, top) * fine_attn,
-                   z_fine=torch.einsum("bek,bekd->bed", fine_attn, x_r))
+                   rec=out["rec"] + self.decoder(z_fine.reshape(B * E, -1), tokens, real))
         return out
 
 

@@ -95,6 +95,11 @@ class ProposalMethod(Method):
                     phrases=[s["phrases"][:E] for s in samples])
 
     # ---------------------------------------------------------------- training
+    def ddp_options(self) -> Dict:
+        # heads that a variant or a schedule leaves out of the loss (ReIR's regressors before the
+        # self-taught term starts, QueryMatch without AlignCAT's fine space and classifiers)
+        return {"find_unused_parameters": True}
+
     def after_optimizer_step(self, step: int) -> None:
         self.step = step
         self.update_schedule()

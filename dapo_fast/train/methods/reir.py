@@ -85,7 +85,7 @@ class ReIR(ProposalMethod):
     def forward_loss(self, net, batch, sreg, gamma):
         o = self.options
         out = self._run(net, batch)
-        return reir_loss(out, self.model, batch, self.regressing, o.reg_weight, o.rank_weight, o.rank_margin,
+        return reir_loss(out, batch, self.regressing, o.scale, o.reg_weight, o.rank_weight, o.rank_margin,
                          o.iou_threshold, o.score_gap, o.pseudo_box, o.code_form)
 
     @torch.no_grad()

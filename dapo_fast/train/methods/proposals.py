@@ -21,7 +21,7 @@ from dapo_fast.train.methods.base import Method
 
 
 
-def proposal_defaults(name: str, max_steps: int = 600, lr: float = 0.001) -> Dict:
+def proposal_defaults(name: str, max_steps: int = 400, lr: float = 0.001) -> Dict:
     """A proposal method's defaults for the shared sections: no curriculum (the papers have none),
     the synthetic benchmark at the demo's size, eager steps (measured: compiling does not pay for
     the RoIAlign/selection-heavy steps at this size), its own run directory and budget."""

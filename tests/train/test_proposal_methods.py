@@ -176,3 +176,49 @@ def test_torchrun_two_ranks_train(tmp_path, method):
     state = load_checkpoint(str(tmp_path / "run" / "last.pt"))
     assert state["world_size"] == 2 and state["step"] == 3 and state["method"]["step"] == 3
     assert all(v == v for v in losses(str(tmp_path / "run")))
+
+
+class _WithoutProposals(torch.utils.data.Dataset):
+    """A split whose samples carry no proposals (a real dataset's), for a detections file to supply."""
+
+    def __init__(self, base):
+        self.base = base
+        self.num_objects = base.num_objects
+        self.phrases = base.phrases
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        return dict(self.base[i], proposals=None)
+
+
+def test_detections_file_supplies_the_proposals_of_real_data(tmp_path, monkeypatch):
+    cfg = proposal_config(tmp_path, "reir", train=dict(max_steps=2))
+    splits = loop.build_splits(cfg.data)
+    train_split = splits["train"]
+    # the detector's boxes for every training image, in the documented JSONL format
+    path = tmp_path / "detections.jsonl"
+    path.write_text("".join(json.dumps({"image_id": s["image_id"], "boxes": s["proposals"].tolist(),
+                                        "scores": list(range(len(s["proposals"])))}) + "\n"
+                            for s in (train_split[i] for i in range(len(train_split)))))
+    monkeypatch.setattr(loop, "build_splits", lambda data_cfg: dict(splits, train=_WithoutProposals(train_split)))
+    seen = []
+    cls = methods.get("reir")
+    real_collate = cls.collate
+
+    def spy(self, samples):
+        seen.append((samples, real_collate(self, samples)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(cls, "collate", spy)
+    out = loop.train(proposal_config(tmp_path, "reir", train=dict(max_steps=2, out_dir=str(tmp_path / "run2")),
+                                     reir=dict(pool_size=3, head_hidden=16, proposals=str(path), max_proposals=10)))
+    assert out["step"] == 2 and seen
+    samples, batch = seen[0]
+    scale = cfg.data.image_size / samples[0]["image"].shape[-1]
+    for i, s in enumerate(samples):
+        assert s["proposals"] is None
+        own = train_split[int(s["image_id"].split("/")[1])]["proposals"]
+        # max_proposals keeps the 10 highest scores: the last 10 boxes of the line, most confident first
+        assert torch.allclose(batch["boxes"][i], own.flip(0)[:10] * scale)

@@ -20,11 +20,11 @@ from dapo_fast.eval import proposals as proposal_eval
 from dapo_fast.train.methods.base import Method
 
 
-
 def proposal_defaults(name: str, max_steps: int = 400, lr: float = 0.001) -> Dict:
     """A proposal method's defaults for the shared sections: no curriculum (the papers have none),
-    the synthetic benchmark at the demo's size, eager steps (measured: compiling does not pay for
-    the RoIAlign/selection-heavy steps at this size), its own run directory and budget."""
+    the synthetic benchmark at the demo's size, its own run directory and budget, and eager steps:
+    a step is mostly custom ops and data-dependent picks (top K, argmax, greedy negatives) that
+    ``torch.compile`` cannot fuse; ``train.compile: true`` works (one recompile per schedule switch)."""
     return {"curriculum": {"score_q": False, "score_s": False}, "optim": {"lr": lr},
             "train": {"out_dir": f"runs/{name}", "max_steps": max_steps, "compile": False, "log_every": 25,
                       "ckpt_every": 500}}

@@ -15,11 +15,17 @@ global space, and used in both spaces.
 
 Loss (eq. 16, 17, 19): InfoNCE of the expression against its positive and its negatives, in the
 global space and (AlignCAT) in the fine space, plus the text classifier's cross-entropy on the
-expression's category, plus the query classifier's multiple-instance loss: AlignCAT's query
-categories come from the frozen detector's class head; this model has none, so the class head
-learns from the captions alone: for an expression of category c, the category must be present
-among the image's proposals (WSDDN's two-stream weak detector, :func:`query_class_mil`).
-The expression's category is read from its text (a category word), never from a box.
+expression's category, which is read from its text (a category word), never from a box.
+
+The queries' categories (``query_logits``) are AlignCAT's frozen detector's class predictions.
+With no such detector, they come from the model's own global space (the category word's score,
+see :class:`~dapo_fast.models.query_grounder.QueryGrounder`). A separately trained class head had
+no usable signal: captions name some objects and leave others out, so an unnamed category is not
+an absent one. Pooled class scores (log-sum-exp over the proposals) with the named category as the
+target never learnt (the loss stayed at log 6: the unnamed shapes were pushed down as if absent);
+WSDDN's two streams with positives only learnt a shortcut (some proposal of every image labelled
+with every named category, not by shape), and its category filter then picked wrong positives
+(26-44% accuracy against 80% without a working filter).
 """
 from __future__ import annotations
 
@@ -95,28 +101,12 @@ def info_nce(text: torch.Tensor, queries: torch.Tensor, positive: torch.Tensor, 
     return (per * pv).sum() / pv.sum().clamp(min=1)
 
 
-def query_class_mil(query_logits: torch.Tensor, query_detection: torch.Tensor, box_valid: torch.Tensor,
-                    text_class: torch.Tensor) -> torch.Tensor:
-    """The query classifier's weakly supervised loss (WSDDN's two streams, positives only): for an
-    expression of category c, ``y_c = sum_j softmax_j(detection[j, c]) * softmax_c(logits[j])[c]``
-    over the image's queries is the probability that some query of the image is a c; its negative
-    log is averaged over the expressions with a category. Only what a caption states is used: an
-    object it does not mention is not a negative (it may be there)."""
-    det = query_detection.masked_fill(~box_valid[..., None], float("-inf")).softmax(1)   # over queries
-    present = (det * query_logits.softmax(-1)).sum(1)                                   # [B, C]
-    B, E = text_class.shape
-    known = text_class >= 0
-    picked = torch.gather(present, 1, text_class.clamp(min=0))                          # [B, E]
-    nll = -picked.clamp(min=1e-12).log()
-    return (nll * known).sum() / known.sum().clamp(min=1)
-
-
 def querymatch_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], aligncat: bool = True,
                     use_class: bool = True, negatives: str = "hard", num_negatives: int = 4,
                     uniqueness: str = "paper", alpha: float = 100.0, top_k: int = 10, tau: float = 1.0,
-                    cl_weight: float = 1.0, ce_weight: float = 1.0, mil_weight: float = 1.0,
+                    cl_weight: float = 1.0, ce_weight: float = 1.0,
                     code_form: bool = False) -> Dict[str, torch.Tensor]:
-    """{"loss", "cl_global", "cl_fine", "ce_text", "mil", "class_consistent"} for one batch."""
+    """{"loss", "cl_global", "cl_fine", "ce_text", "class_consistent"} for one batch."""
     box_valid, phrase_valid = batch["box_valid"], batch["entity_valid"]
     text_class = batch["text_class"].masked_fill(~phrase_valid, -1)
     positive = select_positive(out["s_global"], out["s_fine"], out["query_logits"].argmax(-1), text_class, box_valid,
@@ -126,17 +116,15 @@ def querymatch_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
         index = negative_indices(out["global_q"], out["global_t"], negatives, num_negatives, uniqueness, code_form)
     cl_global = info_nce(out["global_t"], out["global_q"], positive, box_valid, phrase_valid, index, tau)
     loss = cl_weight * cl_global
-    cl_fine = loss.new_zeros(())
-    ce_text = mil = loss.new_zeros(())
+    cl_fine = ce_text = loss.new_zeros(())
     if aligncat:
         cl_fine = info_nce(out["fine_t"], out["fine_q"], positive, box_valid, phrase_valid, index, tau)
         B, E, C = out["text_logits"].shape
         ce_text = F.cross_entropy(out["text_logits"].reshape(B * E, C), text_class.reshape(-1), ignore_index=-1)
-        mil = query_class_mil(out["query_logits"], out["query_detection"], box_valid, text_class)
-        loss = loss + cl_weight * cl_fine + ce_weight * ce_text + mil_weight * mil
+        loss = loss + cl_weight * cl_fine + ce_weight * ce_text
     with torch.no_grad():
         picked_class = torch.gather(out["query_logits"].argmax(-1), 1, positive)
         known = text_class >= 0
         consistent = ((picked_class == text_class) & known).sum() / known.sum().clamp(min=1)
     return {"loss": loss, "cl_global": cl_global.detach(), "cl_fine": cl_fine.detach(), "ce_text": ce_text.detach(),
-            "mil": mil.detach(), "class_consistent": consistent.to(loss.dtype)}
+            "class_consistent": consistent.to(loss.dtype)}

@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dapo_fast.losses.mpl import mpl_loss
-from dapo_fast.losses.querymatch import (info_nce, negative_indices, negative_logits, other_images, query_class_mil,
-                                         select_positive)
+from dapo_fast.losses.querymatch import info_nce, negative_indices, negative_logits, other_images, select_positive
 from dapo_fast.losses.reir import ranking_loss, self_taught_loss
 from dapo_fast.ops import pseudo_label_contrastive_loss, self_taught_targets, select_hard_negatives
 from dapo_fast.ops.self_taught_targets import self_taught_targets_reir_code_form
@@ -169,16 +168,3 @@ def test_negatives_and_info_nce(seed):
     torch.testing.assert_close(info_nce(text, queries, positive, valid, pv, index), expected)
     rnd = negative_indices(queries, text, "random", 3, "paper")
     assert rnd.shape == (B, E, B - 1, 3) and int(rnd.max()) < J
-
-
-def test_query_class_mil_is_wsddn_with_positives_only():
-    logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [5.0, 0.0]]])
-    detection = torch.tensor([[[1.0, 0.0], [0.0, 3.0]], [[0.5, 0.0], [0.0, 9.0]]])
-    valid = torch.tensor([[True, True], [True, False]])
-    text_class = torch.tensor([[1, -1], [0, 0]])
-    # image 0, class 1: both queries; image 1, class 0: only its valid query 0
-    y01 = (torch.softmax(detection[0, :, 1], 0) * torch.softmax(logits[0], -1)[:, 1]).sum()
-    y10 = torch.softmax(logits[1, 0], -1)[0]
-    expected = -(y01.log() + 2 * y10.log()) / 3
-    torch.testing.assert_close(query_class_mil(logits, detection, valid, text_class), expected)
-    assert float(query_class_mil(logits, detection, valid, torch.full((2, 2), -1))) == 0

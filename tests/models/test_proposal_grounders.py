@@ -122,7 +122,8 @@ def test_clip_boxes_keeps_a_box():
 
 def test_query_grounder_spaces_and_word_weights(seed):
     regions, phrases = build_encoders(CFG, VOCAB, pool=3, head_hidden=8, cell="gru", bidirectional=True)
-    model = QueryGrounder(regions, phrases, 16, num_classes=6)
+    categories = torch.tensor([[3, 0, 0, 0], [4, 0, 0, 0], [5, 6, 0, 0]])  # three category words (ids)
+    model = QueryGrounder(regions, phrases, 16, categories)
     b = batch()
     out = run(model, b)
     torch.testing.assert_close(out["s_global"], torch.einsum("bed,bjd->bej", out["global_t"], out["global_q"]))
@@ -132,7 +133,10 @@ def test_query_grounder_spaces_and_word_weights(seed):
     tokens = b["phrase_tokens"]
     real = (tokens != 0).any(-1)  # slots with an entity put no weight on padding
     assert (w[real][tokens[real] == 0] == 0).all() and (w[real][tokens[real] != 0] > 0).all()
-    assert out["query_logits"].shape == (3, 5, 6) and out["text_logits"].shape == (3, 2, 6)
+    assert out["text_logits"].shape == (3, 2, 3)
+    # a query's category scores: its global-space score with each category word, encoded as a phrase
+    _, f_c, _ = phrases(categories)
+    torch.testing.assert_close(out["query_logits"], torch.einsum("bjd,cd->bjc", out["global_q"], model.global_t(f_c)))
     assert torch.isfinite(out["fine_t"]).all()
 
 

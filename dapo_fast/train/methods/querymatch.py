@@ -10,9 +10,10 @@ Categories: an expression's category is the first of its words found in ``catego
 synthetic benchmark's shape words by default; for RefCOCO give the category names), read from
 the text only; -1 when none is there (no category term then). During training AlignCAT injects
 this category into ``S_class``; at inference it uses its text classifier's prediction, as the
-paper does (its Table 4, last row). The queries' categories come from the query classifier that
-the multiple-instance loss trains from the captions (the paper's come from the frozen detector).
-``class_start`` delays ``S_class`` in training until that classifier has learnt something.
+paper does (its Table 4, last row). The queries' categories are their global-space scores with
+the category words (the paper's come from a frozen detector's class head; see
+:mod:`dapo_fast.losses.querymatch` for why no class head is trained here). ``class_start`` delays
+``S_class`` in training.
 """
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ class QueryMatchOptions(ProposalOptions):
     tau: float = 1.0  # InfoNCE temperature on the dot products (QueryMatch's code: none, i.e. 1)
     cl_weight: float = 1.0  # lambda_1
     ce_weight: float = 1.0  # lambda_2 (text classifier)
-    mil_weight: float = 1.0  # query classifier (multiple-instance, from the captions)
     categories: List[str] = dataclasses.field(default_factory=lambda: list(SHAPES))
     class_start: float = 0.0  # share of the run before S_class enters training's positive selection
 
@@ -86,7 +86,8 @@ class QueryMatch(ProposalMethod):
         o = self.options
         regions, phrases = build_encoders(self.cfg.model, self.vocab_size, o.pool_size, o.head_hidden, cell="gru",
                                           bidirectional=True)
-        model = QueryGrounder(regions, phrases, self.cfg.model.dim, len(o.categories))
+        category_tokens = torch.stack([self.encode_phrase(c) for c in o.categories])
+        model = QueryGrounder(regions, phrases, self.cfg.model.dim, category_tokens)
         model.regions.per_image_rois = o.code_form
         return model
 
@@ -112,7 +113,7 @@ class QueryMatch(ProposalMethod):
         out = self._run(net, batch)
         return querymatch_loss(out, batch, o.aligncat, self.class_on, o.negatives,
                                o.num_negatives, o.uniqueness, o.alpha, o.top_k, o.tau, o.cl_weight, o.ce_weight,
-                               o.mil_weight, o.code_form)
+                               o.code_form)
 
     def update_schedule(self) -> None:
         self.class_on = self.progress() >= self.options.class_start

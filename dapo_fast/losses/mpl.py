@@ -43,6 +43,7 @@ def mpl_loss(student: Dict[str, torch.Tensor], teacher: Dict[str, torch.Tensor],
         loss = pseudo_label_contrastive_loss(*args, tau=tau, teacher_tau=1.0, mode=mode)
     with torch.no_grad():
         B = region_valid.shape[0]
-        cross = region_valid[None].expand(B, B, -1) & ~torch.eye(B, dtype=torch.bool, device=region_valid.device)[..., None]
+        other = ~torch.eye(B, dtype=torch.bool, device=region_valid.device)[..., None]
+        cross = region_valid[None].expand(B, B, -1) & other
         share = (fn & cross).sum() / cross.sum().clamp(min=1) if fn is not None else loss.new_zeros(())
     return {"loss": loss, "false_negatives": share.to(loss.dtype)}

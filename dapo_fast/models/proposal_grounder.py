@@ -53,7 +53,8 @@ class RegionEncoder(nn.Module):
         self.pool_size = pool
         self.sampling_ratio = sampling_ratio
         self.per_image_rois = False
-        self.head = nn.Sequential(nn.Linear(channels * pool * pool, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+        self.head = nn.Sequential(nn.Linear(channels * pool * pool, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, dim))
         self.geometry = nn.Linear(GEOMETRY, dim)
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
@@ -164,7 +165,8 @@ class DualEncoderGrounder(nn.Module):
         self.region_proj = nn.Linear(dim, dim)
         self.phrase_proj = nn.Linear(phrases.dim, dim)
         layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True)
-        self.context = nn.TransformerEncoder(layer, context_layers, enable_nested_tensor=False) if context_layers else None
+        self.context = (nn.TransformerEncoder(layer, context_layers, enable_nested_tensor=False) if context_layers
+                        else None)
 
     def forward(self, images: torch.Tensor, boxes: torch.Tensor, box_valid: torch.Tensor,
                 phrase_tokens: torch.Tensor) -> Dict[str, torch.Tensor]:

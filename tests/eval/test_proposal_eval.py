@@ -50,8 +50,9 @@ def _collate(samples, size=32):
 
     sizes = torch.tensor([[100, 200]] * len(samples))
     boxes, valid = collate_proposals(samples, sizes, size)
-    return dict(boxes=boxes, box_valid=valid, image_sizes=sizes, entity_valid=torch.ones(len(samples), 1, dtype=torch.bool),
-                gt_boxes=[s["gt_boxes"] for s in samples], num_objects=torch.tensor([s["num_objects"] for s in samples]),
+    return dict(boxes=boxes, box_valid=valid, image_sizes=sizes,
+                entity_valid=torch.ones(len(samples), 1, dtype=torch.bool), gt_boxes=[s["gt_boxes"] for s in samples],
+                num_objects=torch.tensor([s["num_objects"] for s in samples]),
                 phrases=[s["phrases"] for s in samples], raw_images=[s["image"] for s in samples],
                 ids=[int(s["image_id"]) for s in samples])
 

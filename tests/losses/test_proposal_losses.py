@@ -138,7 +138,8 @@ def test_aligncat_positive_category_then_fine():
     assert out.tolist() == [[2, 0]]
     assert select_positive(s_global, s_fine, query_class, text_class, valid, top_k=3).tolist() == [[3, 0]]
     # without S_class: top-2 of S_global (0, 1), fine picks 0
-    assert select_positive(s_global, s_fine, query_class, text_class, valid, use_class=False, top_k=2).tolist() == [[0, 0]]
+    no_class = select_positive(s_global, s_fine, query_class, text_class, valid, use_class=False, top_k=2)
+    assert no_class.tolist() == [[0, 0]]
     # an unknown category (-1) never matches a query
     assert select_positive(s_global, s_fine, query_class, torch.tensor([[-1, -1]]), valid, top_k=2).tolist() == [[0, 0]]
 

@@ -20,7 +20,9 @@ from dapo_fast.ops._meta import self_taught_targets as _meta
 from dapo_fast.ops._reference import self_taught_targets as _reference
 from dapo_fast.ops._reference.box_coder import DEFAULT_WEIGHTS
 
-__all__ = ["self_taught_targets"]
+__all__ = ["self_taught_targets", "self_taught_targets_reir_code_form"]
+
+self_taught_targets_reir_code_form = _reference.self_taught_targets_reir_code_form
 
 
 def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.6, score_gap: float = 0.1,

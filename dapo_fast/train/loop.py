@@ -228,7 +228,8 @@ class Trainer:
                                      tc.max_steps, tc.seed)
         self.step = self._restore(state, resume) if state else 0
         self.resumed = state is not None
-        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.enabled else self.model
+        self.net = (torch.nn.parallel.DistributedDataParallel(self.model, **self.method.ddp_options()) if self.dist.enabled
+                    else self.model)
         loss_fn = self.method.forward_loss
         self.step_fn = torch.compile(loss_fn, dynamic=False) if tc.compile else loss_fn
 

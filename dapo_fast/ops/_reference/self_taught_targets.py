@@ -31,3 +31,25 @@ def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.
     deltas = box_encode(boxes[:, None].expand(b, p, j, 4), pseudo[:, :, None, :].expand(b, p, j, 4), weights)
     deltas = torch.where(keep[..., None], deltas, torch.zeros_like(deltas))
     return deltas, keep.to(boxes.dtype)
+
+
+def self_taught_targets_reir_code_form(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.6,
+                                       score_gap: float = 0.1,
+                                       weights: Sequence[float] = DEFAULT_WEIGHTS) -> Tuple[Tensor, Tensor]:
+    """ReIR's reference form: a Python loop over images and phrases, one IoU row against the
+    pseudo ground truth and one encode per phrase. Same numbers as the spec; the baseline of the
+    benchmark and of the training-step comparison."""
+    b, j = boxes.shape[:2]
+    p = scores.shape[1]
+    deltas = boxes.new_zeros(b, p, j, 4)
+    out_weights = boxes.new_zeros(b, p, j)
+    for i in range(b):
+        for q in range(p):
+            best = int(scores[i, q].argmax())
+            iou = box_iou(boxes[i, best][None], boxes[i])[0]
+            keep = (iou >= iou_threshold) & (scores[i, q, best] - scores[i, q] >= score_gap)
+            keep[best] = False
+            idx = keep.nonzero()[:, 0]
+            deltas[i, q, idx] = box_encode(boxes[i, idx], boxes[i, best].expand(len(idx), 4), weights)
+            out_weights[i, q, idx] = 1
+    return deltas, out_weights

@@ -14,6 +14,9 @@ from typing import Type
 # name -> module; the modules are imported on first use
 _MODULES = {
     "wwbl": "dapo_fast.train.methods.wwbl",
+    "mpl": "dapo_fast.train.methods.mpl",
+    "reir": "dapo_fast.train.methods.reir",
+    "querymatch": "dapo_fast.train.methods.querymatch",
 }
 NAMES = tuple(_MODULES)
 

@@ -56,6 +56,11 @@ class Method:
         ``self.model`` or its DDP wrapper; ``sreg`` the batch's self-paced scores (or None)."""
         raise NotImplementedError
 
+    def ddp_options(self) -> Dict[str, Any]:
+        """Keyword arguments for DistributedDataParallel around ``self.model`` (e.g.
+        ``find_unused_parameters`` for a model whose heads do not all reach every step's loss)."""
+        return {}
+
     def after_optimizer_step(self, step: int) -> None:
         """Called after every optimiser step (``step`` counts completed steps)."""
 

@@ -12,7 +12,7 @@
 namespace dapo_fast {
 namespace {
 
-at::Tensor resized_argmax_cuda(const at::Tensor& heatmaps_in, const at::Tensor& sizes_in) {
+at::Tensor resized_argmax_cuda(const at::Tensor& heatmaps_in, const at::Tensor& sizes_in, bool align_corners) {
   check_resized_argmax_args(heatmaps_in, sizes_in);
   c10::cuda::CUDAGuard guard(heatmaps_in.device());
   const at::Tensor heatmaps = heatmaps_in.contiguous();
@@ -27,7 +27,7 @@ at::Tensor resized_argmax_cuda(const at::Tensor& heatmaps_in, const at::Tensor& 
                 ") for map ", i);
   at::Tensor out = at::empty({n, 2}, heatmaps.options().dtype(at::kLong));
   resized_argmax_cuda_launch(cuda_dtype(heatmaps), heatmaps.data_ptr(), sizes.data_ptr<int64_t>(),
-                             out.data_ptr<int64_t>(), n, heatmaps.size(1), heatmaps.size(2),
+                             out.data_ptr<int64_t>(), n, heatmaps.size(1), heatmaps.size(2), align_corners,
                              c10::cuda::getCurrentCUDAStream().stream());
   return out;
 }

@@ -14,6 +14,8 @@ from typing import Type
 # name -> module; the modules are imported on first use
 _MODULES = {
     "wwbl": "dapo_fast.train.methods.wwbl",
+    "pcnet": "dapo_fast.train.methods.pcnet",
+    "tris": "dapo_fast.train.methods.tris",
 }
 NAMES = tuple(_MODULES)
 

@@ -6,7 +6,7 @@
 // Taps floor(src) and floor(src) + 1 (the last row/column taps itself with weight 0 on the
 // missing neighbour), as torch's upsample_bilinear2d. Everything is double and written in one
 // fixed order, value = wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d), so every backend and
-// the reference (dapo_fast/ops/_reference/grounding_metrics.py) round identically.
+// the reference (dapo_fast/ops/_reference/pointing_game.py) round identically.
 #pragma once
 #include "../common/host_device.h"
 

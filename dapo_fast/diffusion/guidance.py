@@ -15,7 +15,7 @@ from torch import Tensor
 
 from dapo_fast.diffusion.attention_maps import AttentionMapStore, register, unregister
 from dapo_fast.diffusion.token_maps import token_attention_maps
-from dapo_fast.ops.dapo_losses import attention_guidance_loss
+from dapo_fast.ops.attention_guidance_loss import attention_guidance_loss
 
 __all__ = ["AttendExciteSchedule", "GuidedStep", "attention_guided_step", "decode_latents"]
 

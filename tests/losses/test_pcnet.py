@@ -7,7 +7,8 @@ import torch.nn.functional as F
 import dapo_fast
 from dapo_fast.losses.pcnet import (classification_loss, iad_loss, instance_disambiguation_loss, ras_loss,
                                     region_shrinking_loss, straight_through_onehot)
-from dapo_fast.ops._reference import pcnet as ref
+from dapo_fast.ops._reference.proposal_alignment import proposal_alignment as reference_alignment
+from dapo_fast.ops._reference.region_ambiguity import region_ambiguity as reference_ambiguity
 from tests._helpers import TOL
 
 BACKENDS = ["reference"] + (["cpu"] if dapo_fast.HAS_C else [])
@@ -110,7 +111,7 @@ def test_paper_region_shrinking_is_eq7_of_region_ambiguity(seed, backend, varian
     response, masks = _inputs(dtype=torch.float32)
     valid = torch.rand(masks.shape[:2]) > 0.2
     got = region_shrinking_loss(response, masks, valid, variant=variant, backend=backend)
-    amb, _ = ref.region_ambiguity(response, masks, valid, variant, 1e-5)
+    amb, _ = reference_ambiguity(response, masks, valid, variant, 1e-5)
     want = F.relu(amb[:, 1:] - amb[:, :-1]).mean()
     torch.testing.assert_close(got, want, **TOL[torch.float32])
     # K maps per image with weights = the maps flattened, zero-weight maps dropped
@@ -238,7 +239,7 @@ def test_code_instance_disambiguation_matches_the_code_restated(seed, backend):
     g_want = torch.autograd.grad(want, response)[0]
     torch.testing.assert_close(g_got, g_want, rtol=1e-10, atol=1e-12)
     assert g_got.abs().sum() > 0
-    torch.testing.assert_close(scores, ref.proposal_alignment(response.flatten(1, 2), masks,
+    torch.testing.assert_close(scores, reference_alignment(response.flatten(1, 2), masks,
                                                               torch.ones(b, p, dtype=torch.bool)).reshape(b, 2, 1, p))
 
 
@@ -252,7 +253,7 @@ def test_paper_instance_disambiguation_is_eq9_per_stage(seed, backend):
     partners = torch.tensor([[1], [2], [0]]).expand(b, k, 1).clone()
     partners[0, 2] = -1  # a padded text of image 0
     got, _ = instance_disambiguation_loss(response, partners, masks, valid, backend=backend)
-    scores = ref.proposal_alignment(response.flatten(1, 2), masks, valid).reshape(b, k, n, p)
+    scores = reference_alignment(response.flatten(1, 2), masks, valid).reshape(b, k, n, p)
     terms = []
     for i in range(b):
         for t in range(k):

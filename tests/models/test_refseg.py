@@ -30,6 +30,14 @@ def test_shapes_and_response_is_norm_relu_of_own_logits():
     assert out["logits"].shape == (3, 3, 6, 64) and out["response"].shape == (3, 3, 2, 8, 8)
     own = out["logits"].reshape(3, 3, 3, 2, 64)[:, torch.arange(3), torch.arange(3)]
     torch.testing.assert_close(out["response"], normalise_response(own).reshape(3, 3, 2, 8, 8))
+    # TRIS's pooling
+    logits = out["logits"]
+    torch.testing.assert_close(out["scores"], logits.mean(-1) + logits.amax(-1))
+    # own pairs only: the diagonal blocks of all pairs
+    mine = model(images, expr, cues, all_pairs=False)
+    assert mine["logits"].shape == (3, 3, 2, 64)
+    torch.testing.assert_close(mine["logits"], own, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine["response"], out["response"], rtol=1e-5, atol=1e-5)
     r = out["response"].flatten(-2)
     assert (r >= 0).all() and (r <= 1).all()
     peak = r.amax(-1)
@@ -38,16 +46,29 @@ def test_shapes_and_response_is_norm_relu_of_own_logits():
     assert (out["logits"].abs() <= model.logit_scale.exp() + 1e-4).all()
 
 
-def test_logits_are_scaled_cosine_of_the_modulated_text():
+def test_logits_are_scaled_cosine_of_the_pairs_modulated_text():
     model = _model(stages=1)
     images, expr, cues = _batch()
     out = model(images, expr, cues)
     vis = model.vis_proj(model.image_encoder(images)).flatten(2).transpose(1, 2)
-    query = model.text_proj(model.text_encoder(expr))
-    q1, scale = model.stages[0](vis, torch.ones_like(query), query, model.text_proj(model.text_encoder(cues))[:, :, 0])
-    text = (scale * q1)[1, 0]
-    want = model.logit_scale.exp() * F.cosine_similarity(vis[2], text[None], dim=-1)
+    # image 2 with text 0 of image 1: the text's cue attends over image 2
+    query = model.text_proj(model.text_encoder(expr[1:2, :1]))
+    cue = model.text_proj(model.text_encoder(cues[1:2, :1]))[:, :, 0]
+    q1, scale = model.stages[0](vis[2:3], torch.ones_like(query), query, cue)
+    want = model.logit_scale.exp() * F.cosine_similarity(vis[2], (scale * q1)[0], dim=-1)
     torch.testing.assert_close(out["logits"][0, 2, 1 * 2 + 0], want)
+
+
+def test_a_pair_does_not_see_the_texts_own_image():
+    # comparing text t with image i must not depend on the image t describes (else L_cls leaks)
+    model = _model()
+    images, expr, cues = _batch()
+    out = model(images, expr, cues)
+    changed = images.clone()
+    changed[1] = torch.randn_like(changed[1])
+    other = model(changed, expr, cues)
+    torch.testing.assert_close(other["logits"][:, 0, 2:4], out["logits"][:, 0, 2:4])  # image 0, texts of image 1
+    assert not torch.allclose(other["logits"][:, 1, 2:4], out["logits"][:, 1, 2:4])
 
 
 def test_attention_over_the_image_equals_the_explicit_form():
@@ -91,6 +112,9 @@ def test_without_cues_the_query_is_the_expression():
     out = model(images, expr)
     assert out["logits"].shape == (1, 3, 6, 64)
     assert not hasattr(model.stages[0], "v2t_query")
+    # without cues a text's query is the same against every image
+    torch.testing.assert_close(model(images, expr, all_pairs=False)["logits"][0, 1],
+                               out["logits"][0, 1, 2:4])
 
 
 def test_bad_cue_shape_is_named():

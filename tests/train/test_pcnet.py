@@ -46,6 +46,19 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert strip(_losses(tmp_path / "a" / "run")) == strip(_losses(tmp_path / "b" / "run"))
 
 
+def test_warmup_defers_ras_and_iad_and_resumes_across_it(tmp_path):
+    full = loop.train(_cfg(tmp_path / "a", train=dict(max_steps=6, log_every=1), pcnet=dict(warmup_steps=3)))
+    rows = _losses(tmp_path / "a" / "run")
+    assert ["ras" in r for r in rows] == [False, False, False, True, True, True]
+    part = loop.train(_cfg(tmp_path / "b", train=dict(max_steps=6, log_every=1, stop_after=2), pcnet=dict(warmup_steps=3)))
+    resumed = loop.train(_cfg(tmp_path / "b", train=dict(max_steps=6, log_every=1), pcnet=dict(warmup_steps=3)),
+                         resume=part["checkpoint"])
+    a, b = load_checkpoint(full["checkpoint"]), load_checkpoint(resumed["checkpoint"])
+    assert a["method"] == b["method"] == {"steps_done": 6}
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
 def test_training_batches_carry_proposals_but_no_ground_truth(tmp_path, monkeypatch):
     seen = []
     real = pcnet_method.PCNet.forward_loss
@@ -101,6 +114,7 @@ def test_reference_and_compiled_ops_train_alike_for_50_steps(tmp_path, forms):
 
 @pytest.mark.parametrize("overrides, match", [
     ({"pcnet": {"stages": 0}}, r"'pcnet\.stages' must be >= 1"),
+    ({"pcnet": {"warmup_steps": -1}}, r"'pcnet\.warmup_steps' must be >= 0"),
     ({"pcnet": {"w_iad": -1.0}}, r"'pcnet\.w_iad' must be >= 0"),
     ({"pcnet": {"stages": 1}}, r"'pcnet\.w_ras' must be 0 with pcnet\.stages = 1"),
     ({"pcnet": {"ras_form": "repo"}}, r"'pcnet\.ras_form' must be one of \('paper', 'code'\)"),

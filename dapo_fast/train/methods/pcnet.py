@@ -44,6 +44,7 @@ class PCNetOptions:
     w_cls: float = 1.0
     w_ras: float = 1.0
     w_iad: float = 1.0
+    warmup_steps: int = 0  # L_cls alone for this many steps, then RaS and IaD join (0: from the start)
     ras_form: str = dataclasses.field(default="paper", metadata={"choices": FORMS})  # losses.pcnet
     iad_form: str = dataclasses.field(default="paper", metadata={"choices": FORMS})
     iou_variant: str = dataclasses.field(default="iou", metadata={"choices": ("iou", "half_dice")})  # paper-form RaS
@@ -62,7 +63,8 @@ class ReferringSegmentation(Method):
     """What PCNet and TRIS share: texts and cues, batches, L_cls, evaluation."""
 
     DEFAULTS = {"curriculum": {"score_q": False, "score_s": False},
-                "model": {"phrase_len": 16}}  # whole referring expressions, not phrases
+                "model": {"phrase_len": 16},  # whole referring expressions, not phrases
+                "train": {"batch_size": 32, "max_steps": 1000, "out_dir": "runs/pcnet"}}
     COLUMNS = _stage_columns()
 
     # the method's structure, from its options (PCNet) or fixed (TRIS)
@@ -158,9 +160,7 @@ class ReferringSegmentation(Method):
 
     def classification_part(self, out, batch) -> torch.Tensor:
         """L_cls of every stage: TRIS's pooling y = mean + max of the response logits."""
-        logits = out["logits"]                                       # [N, B, B*K, hw]
-        pooled = logits.mean(-1) + logits.amax(-1)
-        return classification_loss(pooled, batch["text_labels"], batch["text_valid"].flatten())
+        return classification_loss(out["scores"], batch["text_labels"], batch["text_valid"].flatten())
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -169,11 +169,8 @@ class ReferringSegmentation(Method):
         target's ground-truth mask (evaluation only)."""
         raw = [load_image(s["image"]) for s in samples]
         batch = self._collate(samples, raw, with_proposals=False)
-        out = self.model(batch["images"], batch["expr_tokens"], batch.get("cue_tokens"))
-        b, k = batch["text_valid"].shape
-        own = torch.arange(b)
-        own_logits = out["logits"].reshape(-1, b, b, k, out["logits"].shape[-1])[:, own, own]    # [N, B, K, hw]
-        own_logits = own_logits.reshape(out["response"].shape)
+        out = self.model(batch["images"], batch["expr_tokens"], batch.get("cue_tokens"), all_pairs=False)
+        own_logits = out["logits"].reshape(out["response"].shape)                    # [N, B, K, h, w]
         maps, logits, masks, counts, images, expressions, cues = [], [], [], [], [], [], []
         for i, s in enumerate(samples):
             if s.get("gt_masks") is None:
@@ -294,10 +291,25 @@ class PCNet(ReferringSegmentation):
     def proposal_use(cls, options) -> bool:
         return options.w_ras > 0 or options.w_iad > 0
 
+    def __init__(self, cfg, train_set, tokenizer, dist):
+        super().__init__(cfg, train_set, tokenizer, dist)
+        self.steps_done = 0  # optimiser steps so far (RaS and IaD join after options.warmup_steps)
+
+    def after_optimizer_step(self, step: int) -> None:
+        self.steps_done = step
+
+    def state_dict(self):
+        return {"steps_done": self.steps_done}
+
+    def load_state_dict(self, state) -> None:
+        self.steps_done = int(state.get("steps_done", 0))
+
     @classmethod
     def validate_config(cls, cfg) -> None:
         super().validate_config(cfg)
         o = cfg.options
+        if o.warmup_steps < 0:
+            raise ConfigError(f"config key 'pcnet.warmup_steps' must be >= 0, got {o.warmup_steps}")
         if o.stages < 1:
             raise ConfigError(f"config key 'pcnet.stages' must be >= 1, got {o.stages}")
         for key in ("w_cls", "w_ras", "w_iad"):
@@ -316,7 +328,7 @@ class PCNet(ReferringSegmentation):
         l_cls = self.classification_part(out, batch)
         loss = o.w_cls * l_cls
         parts = dict(cls=l_cls.detach())
-        if not self.needs_proposals():
+        if not self.needs_proposals() or self.steps_done < o.warmup_steps:
             parts["loss"] = loss
             return parts
         masks, valid = batch["mask_proposals"], batch["proposal_valid"]

@@ -37,6 +37,14 @@ from dapo_fast.train.methods.base import Method
 EVAL_BATCH = 64
 
 
+def shared_defaults(out_dir: str) -> Dict:
+    """The shared sections' defaults of PCNet and TRIS: uniform batches (no curriculum), whole
+    referring expressions as texts, the synthetic benchmark's CPU budget."""
+    return {"curriculum": {"score_q": False, "score_s": False},
+            "model": {"phrase_len": 16},
+            "train": {"batch_size": 32, "max_steps": 1000, "out_dir": out_dir}}
+
+
 @dataclasses.dataclass
 class PCNetOptions:
     stages: int = 3  # N: CRM stages, one cue each (PCNet's default)
@@ -53,7 +61,7 @@ class PCNetOptions:
     backend: str = dataclasses.field(default="auto", metadata={"choices": BACKENDS})  # of the ops in the losses
 
 
-def _stage_columns():
+def _columns():
     return ([("PointM", "pointm"), ("PointM ac", "pointm_align_corners"), ("mIoU", "miou"), ("oIoU", "oiou")]
             + [(f"PointM {s}", f"subsets.{s}.pointm") for s in SUBSET_NAMES]
             + [(f"mIoU {s}", f"subsets.{s}.miou") for s in SUBSET_NAMES])
@@ -62,10 +70,7 @@ def _stage_columns():
 class ReferringSegmentation(Method):
     """What PCNet and TRIS share: texts and cues, batches, L_cls, evaluation."""
 
-    DEFAULTS = {"curriculum": {"score_q": False, "score_s": False},
-                "model": {"phrase_len": 16},  # whole referring expressions, not phrases
-                "train": {"batch_size": 32, "max_steps": 1000, "out_dir": "runs/pcnet"}}
-    COLUMNS = _stage_columns()
+    COLUMNS = _columns()
 
     # the method's structure, from its options (PCNet) or fixed (TRIS)
     @classmethod
@@ -270,6 +275,7 @@ def collate_mask_proposals(samples: Sequence[Dict]) -> Dict[str, torch.Tensor]:
 class PCNet(ReferringSegmentation):
     NAME = "pcnet"
     Options = PCNetOptions
+    DEFAULTS = shared_defaults("runs/pcnet")
     # PCNet's component table: L_cls alone (TRIS), + CRM (cue stages), + RaS, + IaD, + both
     ABLATION = {
         "TRIS": ["pcnet.stages=1", "pcnet.use_cues=false", "pcnet.w_ras=0", "pcnet.w_iad=0"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from dapo_fast.train.config import ConfigError
-from dapo_fast.train.methods.pcnet import ReferringSegmentation
+from dapo_fast.train.methods.pcnet import ReferringSegmentation, shared_defaults
 
 
 @dataclasses.dataclass
@@ -24,6 +24,7 @@ class TRISOptions:
 class TRIS(ReferringSegmentation):
     NAME = "tris"
     Options = TRISOptions
+    DEFAULTS = shared_defaults("runs/tris")
     ABLATION = {"TRIS": []}
 
     @classmethod

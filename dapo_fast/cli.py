@@ -1,5 +1,6 @@
 """The `dapo-fast` command: one entry point for the benchmark runner and the training stack."""
 import argparse
+import json
 import os
 import sys
 
@@ -18,6 +19,8 @@ def _config(args, builtin_demo: bool = False):
     from dapo_fast.train.config import apply_overrides, config_from_dict, load_config
 
     overrides = ([f"method={args.method}"] if getattr(args, "method", None) else []) + list(args.set)
+    if getattr(args, "cues", None):
+        overrides.append(f"pcnet.cues={json.dumps(args.cues)}")  # a JSON string is a YAML string
     if args.config:
         return load_config(args.config, overrides)
     builtin = ["train.compile=false", "train.threads=1"] if builtin_demo else []
@@ -40,8 +43,6 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    import json
-
     from dapo_fast.train.demo import evaluate_checkpoint, results_table
 
     res = evaluate_checkpoint(args.checkpoint, args.split, png=args.png, data_root=args.data_root, limit=args.limit)
@@ -86,6 +87,8 @@ def _add_config_args(p, method: bool = True):
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value (repeatable), e.g. --set train.max_steps=200")
     p.add_argument("--no-compile", action="store_true", help="run the training step eagerly (no torch.compile)")
+    p.add_argument("--cues", help="method pcnet: JSONL of LLM-decomposed cues per referring expression "
+                   "(one {\"expression\": ..., \"cues\": [...]} per line; docs/refseg.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:

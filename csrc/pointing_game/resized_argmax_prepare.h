@@ -25,15 +25,17 @@ struct ResizedArgmax {
   at::Tensor sizes;       // contiguous int64 [N, 2] on the heatmaps' device
   at::Tensor host_sizes;  // the same on the CPU (sizes itself for CPU inputs)
   at::Tensor out;         // [N, 2] int64
+  bool align_corners;     // the bilinear resize rule (see resized_argmax_common.h)
   bool done = false;      // no map
 };
 
-inline ResizedArgmax prepare_resized_argmax(const at::Tensor& heatmaps, const at::Tensor& sizes) {
+inline ResizedArgmax prepare_resized_argmax(const at::Tensor& heatmaps, const at::Tensor& sizes, bool align_corners) {
   check_resized_argmax_args(heatmaps, sizes);
   // the kernels index source and output rows / columns with int
   checked_int(heatmaps.size(1), "heatmaps height", 0);
   checked_int(heatmaps.size(2), "heatmaps width", 0);
   ResizedArgmax p;
+  p.align_corners = align_corners;
   p.heatmaps = heatmaps.contiguous();
   p.sizes = sizes.contiguous();
   // checked on the host (a copy of N x 2 values for CUDA inputs) so an error names the map
@@ -53,8 +55,8 @@ inline ResizedArgmax prepare_resized_argmax(const at::Tensor& heatmaps, const at
 }
 
 template <typename Kernels>
-at::Tensor resized_argmax_entry(const at::Tensor& heatmaps, const at::Tensor& sizes) {
-  const ResizedArgmax p = prepare_resized_argmax(heatmaps, sizes);
+at::Tensor resized_argmax_entry(const at::Tensor& heatmaps, const at::Tensor& sizes, bool align_corners) {
+  const ResizedArgmax p = prepare_resized_argmax(heatmaps, sizes, align_corners);
   if (!p.done) Kernels::run(p);
   return p.out;
 }

@@ -49,7 +49,7 @@ class SyntheticConfig:
     max_radius: float = 0.14
     min_visible: float = 0.55  # occluded objects keep at least this fraction of their area
     num_proposals: int = 24
-    num_mask_proposals: int = 16
+    num_mask_proposals: int = 40  # PCNet's P
     mask_proposal_size: int = 32
 
 
@@ -185,7 +185,9 @@ def generate_sample(rng: np.random.Generator, cfg: SyntheticConfig, num_objects:
 
 
 def _proposals(rng: np.random.Generator, objects: List[Dict], cfg: SyntheticConfig):
-    """Class-agnostic box proposals (jittered object boxes + random distractors) and low-res mask proposals."""
+    """Class-agnostic box proposals (jittered object boxes + random distractors) and low-res mask
+    proposals (every object's visible mask + random blobs). The mask proposals draw from a child
+    generator, so their number and shape never shift the draws of the images that follow."""
     s = cfg.image_size
     boxes = []
     for o in objects:
@@ -200,6 +202,7 @@ def _proposals(rng: np.random.Generator, objects: List[Dict], cfg: SyntheticConf
         boxes.append(np.array([x0, y0, x0 + w, y0 + h]))
     boxes = np.clip(np.stack(boxes[: cfg.num_proposals]), 0, s).astype(np.float32)
     boxes = boxes[rng.permutation(len(boxes))]
+    mask_rng = rng.spawn(1)[0]
     m = cfg.mask_proposal_size
     step = s // m
     props = []
@@ -207,10 +210,10 @@ def _proposals(rng: np.random.Generator, objects: List[Dict], cfg: SyntheticConf
         props.append(o["visible"][step // 2::step, step // 2::step][:m, :m])
     yy, xx = np.mgrid[0:m, 0:m]
     while len(props) < cfg.num_mask_proposals:  # distractor blobs
-        cx, cy, r = rng.uniform(0, m), rng.uniform(0, m), rng.uniform(2, m / 4)
+        cx, cy, r = mask_rng.uniform(0, m), mask_rng.uniform(0, m), mask_rng.uniform(2, m / 4)
         props.append((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r)
     props = np.stack(props[: cfg.num_mask_proposals])
-    return boxes, props[rng.permutation(len(props))]
+    return boxes, props[mask_rng.permutation(len(props))]
 
 
 class SyntheticSplit(torch.utils.data.Dataset):

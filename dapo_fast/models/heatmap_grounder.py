@@ -74,18 +74,25 @@ class HeatmapGrounder(nn.Module):
         return dict(logits=logits, heatmaps=heatmaps, pixel_embed=self.embed(feats), text_embed=text)
 
 
-def build_model(cfg: ModelConfig, vocab_size: int = 0):
-    """(model, tokenizer) for a config. The small backbone needs ``vocab_size`` (of a WordTokenizer);
-    the open_clip one brings its own tokenizer and loads ``cfg.pretrained`` from a local file."""
+def build_encoders(cfg: ModelConfig, vocab_size: int = 0):
+    """(image encoder, text encoder) of a config, shared by the grounders: the small backbone needs
+    ``vocab_size`` (of a WordTokenizer); the open_clip one loads ``cfg.pretrained`` from a local file
+    (its tokenizer is :class:`OpenClipTokenizer`)."""
     if cfg.backbone == "small":
         if vocab_size < 2:
             raise ValueError("the small backbone needs vocab_size >= 2 (from the dataset's WordTokenizer)")
-        image = SmallCNN(cfg.dim, cfg.cnn_width, cfg.cnn_depth)
-        text = BagOfWordsText(vocab_size, cfg.dim, cfg.text_width)
-        return HeatmapGrounder(image, text, cfg.dim, cfg.decoder_width), None
+        return SmallCNN(cfg.dim, cfg.cnn_width, cfg.cnn_depth), BagOfWordsText(vocab_size, cfg.dim, cfg.text_width)
     if cfg.backbone == "open_clip":
         clip = create_open_clip(cfg.open_clip_model, cfg.pretrained)
         image = OpenClipImage(cfg.open_clip_model, out_dim=cfg.dim, freeze=cfg.freeze_backbone, clip_model=clip)
         text = OpenClipText(cfg.open_clip_model, out_dim=cfg.dim, freeze=cfg.freeze_backbone, clip_model=clip)
-        return HeatmapGrounder(image, text, cfg.dim, cfg.decoder_width), OpenClipTokenizer(cfg.open_clip_model)
+        return image, text
     raise ValueError(f"model.backbone must be 'small' or 'open_clip', got {cfg.backbone!r}")
+
+
+def build_model(cfg: ModelConfig, vocab_size: int = 0):
+    """(model, tokenizer) for a config (tokenizer None for the small backbone: the loop builds a
+    WordTokenizer from the training phrases)."""
+    image, text = build_encoders(cfg, vocab_size)
+    tokenizer = OpenClipTokenizer(cfg.open_clip_model) if cfg.backbone == "open_clip" else None
+    return HeatmapGrounder(image, text, cfg.dim, cfg.decoder_width), tokenizer

@@ -1,9 +1,15 @@
 """Pointing game (WWbL / DAPO) and PCNet's PointM, batched over maps.
 
 The peak of every heatmap is found on the map bilinearly resized to its image (or mask) size,
-exactly: the C++ kernel evaluates the same resized values as a full resize (torch's / OpenCV's
-align_corners=False rule, computed in float64) but only where the peak can be, so nothing
-[N, H, W]-sized is ever materialised.
+exactly: the C++ kernel evaluates the same resized values as a full resize (computed in float64)
+but only where the peak can be, so nothing [N, H, W]-sized is ever materialised.
+
+Resize rule (``align_corners``, as torch's ``F.interpolate``): False (the default; torch's and
+OpenCV's rule, output pixel d samples the source at (d + 0.5) * in / out - 0.5) or True (PCNet's
+evaluation code, which upsamples its response maps with align_corners=True: d samples
+d * (in - 1) / (out - 1), so the corner pixels of both grids coincide). The two rules place the
+low-resolution samples up to half a source cell apart, so a peak near a mask's border can land
+inside under one rule and outside under the other.
 
 Tie rule: among equal maxima of the resized map the first in row-major order wins (what
 ``argmax`` of the resized map gives). A flat map therefore points at (0, 0).
@@ -35,12 +41,13 @@ def _sizes_tensor(sizes, name: str, n: int, device: torch.device) -> Tensor:
     return sizes.to(device=device, dtype=torch.int64)
 
 
-def resized_argmax(heatmaps: Tensor, sizes, *, backend: str = "auto") -> Tensor:
+def resized_argmax(heatmaps: Tensor, sizes, *, align_corners: bool = False, backend: str = "auto") -> Tensor:
     """(row, col) of the maximum of each heatmap resized bilinearly to its own size.
 
     Args:
         heatmaps: Tensor[N, h, w], any float dtype (computed in float64).
         sizes: Tensor[N, 2] (or one (height, width) pair for all) output sizes, positive ints.
+        align_corners: the resize rule (module docstring).
         backend: "auto" | "cpu" | "cuda" | "reference".
 
     Returns:
@@ -50,10 +57,12 @@ def resized_argmax(heatmaps: Tensor, sizes, *, backend: str = "auto") -> Tensor:
     sizes = _sizes_tensor(sizes, "sizes", heatmaps.shape[0], heatmaps.device)
     if heatmaps.shape[0] and (heatmaps.shape[1] == 0 or heatmaps.shape[2] == 0):
         raise ValueError(f"heatmaps must have a non-empty map size, got {tuple(heatmaps.shape)}")
+    if not isinstance(align_corners, bool):
+        raise TypeError(f"align_corners must be a bool, got {type(align_corners).__name__}")
     chosen = _backend.resolve(backend, heatmaps.device, has_triton=False)
     if chosen == "reference":
-        return _reference.resized_argmax(heatmaps, sizes)
-    return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes)
+        return _reference.resized_argmax(heatmaps, sizes, align_corners)
+    return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes, align_corners)
 
 
 def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_peaks: bool = False,
@@ -83,12 +92,13 @@ def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_
 
 
 def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tensor]], *, return_peaks: bool = False,
-                        backend: str = "auto"):
+                        align_corners: bool = False, backend: str = "auto"):
     """PCNet's PointM: hit when the peak of the heatmap, resized to the mask, is inside the mask.
 
     Args:
         heatmaps: Tensor[N, h, w].
         gt_masks: Tensor[N, H, W] or a list of N Tensor[H_i, W_i] (bool or 0/1 numbers).
+        align_corners: the resize rule (module docstring); True reproduces PCNet's evaluation.
 
     Returns:
         Tensor[N] bool (and the Tensor[N, 2] (row, col) peaks when return_peaks).
@@ -99,7 +109,7 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
         _checks.tensor(gt_masks, "gt_masks", dtypes=None)
         if gt_masks.dim() != 3 or gt_masks.shape[0] != n:
             raise ValueError(f"gt_masks must have shape [N, H, W] with N = {n}, got {tuple(gt_masks.shape)}")
-        peaks = resized_argmax(heatmaps, list(gt_masks.shape[1:]), backend=backend)
+        peaks = resized_argmax(heatmaps, list(gt_masks.shape[1:]), align_corners=align_corners, backend=backend)
         m = gt_masks.to(heatmaps.device)
         hits = m[torch.arange(n, device=m.device), peaks[:, 0], peaks[:, 1]] != 0
         return (hits, peaks) if return_peaks else hits
@@ -114,7 +124,7 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
         hits = torch.empty((0,), dtype=torch.bool, device=heatmaps.device)
         return (hits, peaks) if return_peaks else hits
     sizes = torch.tensor([list(m.shape) for m in gt_masks], dtype=torch.int64)
-    peaks = resized_argmax(heatmaps, sizes, backend=backend)
+    peaks = resized_argmax(heatmaps, sizes, align_corners=align_corners, backend=backend)
     flat = torch.cat([(m != 0).reshape(-1).to(heatmaps.device) for m in gt_masks])
     offsets = torch.cumsum(sizes[:, 0] * sizes[:, 1], 0) - sizes[:, 0] * sizes[:, 1]
     index = offsets.to(heatmaps.device) + peaks[:, 0] * sizes[:, 1].to(heatmaps.device) + peaks[:, 1]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dapo_fast.data import all_phrases, build_splits
+from dapo_fast.data import build_splits
 from dapo_fast.data.sample import WordTokenizer
 from dapo_fast.safe_io import FileFormatError, atomic_write, remove_stale_temp_files
 from dapo_fast.train import distributed as D
@@ -59,15 +59,15 @@ def build_optimizer(cfg: Config, model: torch.nn.Module):
 
 
 def make_tokenizer(cfg: Config, train_set=None, state: Optional[Dict] = None):
-    """open_clip's BPE for the open_clip backbone; else a word vocabulary, built from the training
-    phrases (``train_set``) or restored from a checkpoint (``state``)."""
+    """open_clip's BPE for the open_clip backbone; else a word vocabulary, built from the method's
+    training texts (``Method.vocabulary_texts``) or restored from a checkpoint (``state``)."""
     if cfg.model.backbone == "open_clip":
         from dapo_fast.models.backbones import OpenClipTokenizer
 
         return OpenClipTokenizer(cfg.model.open_clip_model)
     if state is not None:
         return WordTokenizer.from_state_dict(state)
-    return WordTokenizer.build(all_phrases(train_set))
+    return WordTokenizer.build(methods.get(cfg.method).vocabulary_texts(cfg, train_set))
 
 
 def check_tokenizer_state(state: Dict, cfg: Config, path: str) -> None:

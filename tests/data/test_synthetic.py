@@ -38,6 +38,24 @@ def test_sample_fields_are_consistent(seed):
         assert s["mask_proposals"].shape == (cfg.num_mask_proposals, 32, 32)
 
 
+def test_mask_proposals_are_every_object_plus_blobs_and_do_not_shift_the_images():
+    cfg = SyntheticConfig()
+    assert cfg.num_mask_proposals == 40  # PCNet's P
+    split = generate_split("test", 12, seed=2)
+    few = generate_split("test", 12, seed=2, cfg=SyntheticConfig(num_mask_proposals=16))
+    # the proposals draw from a child generator: their count never changes the images or captions
+    assert torch.equal(split.images, few.images) and split.captions == few.captions
+    assert split.mask_proposals.shape == (12, 40, 32, 32) and few.mask_proposals.shape == (12, 16, 32, 32)
+    for i in range(12):
+        props = split.mask_proposals[i].reshape(40, -1)
+        # every entity's target (its objects' union, sampled like the proposals) is covered by proposals
+        for mask in split.gt_masks[i]:
+            small = mask[2::4, 2::4].reshape(-1)
+            members = props[(props & small).any(1)]
+            assert torch.equal(members.any(0) & small, small)
+        assert (props.sum(1) > 0).all()
+
+
 def test_object_counts_cover_every_subset_and_multi_subset():
     split = generate_split("test", 16, seed=0)
     assert sorted(split.num_objects.tolist()) == sorted(list(range(1, 9)) * 2)

@@ -17,15 +17,17 @@ def random_sizes(n, low=3, high=70):
     return torch.randint(low, high, (n, 2))
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
 @pytest.mark.parametrize("shape", [(13, 17), (1, 1), (1, 9), (40, 40)])
-def test_resized_argmax_matches_reference(seed, dtype, shape):
+def test_resized_argmax_matches_reference(seed, dtype, shape, align_corners):
     g = torch.Generator().manual_seed(seed)
     maps = mixed_maps(24, *shape, g).to(dtype)
-    sizes = random_sizes(24)  # up- and down-sampling, odd sizes
-    want = ref.resized_argmax(maps, sizes)
-    assert torch.equal(resized_argmax(maps, sizes), want)
-    assert torch.equal(resized_argmax(maps.transpose(1, 2), sizes), ref.resized_argmax(maps.transpose(1, 2), sizes))
+    sizes = random_sizes(24, 1)  # up- and down-sampling, odd sizes, single rows/columns
+    want = ref.resized_argmax(maps, sizes, align_corners)
+    assert torch.equal(resized_argmax(maps, sizes, align_corners=align_corners), want)
+    t = maps.transpose(1, 2)
+    assert torch.equal(resized_argmax(t, sizes, align_corners=align_corners), ref.resized_argmax(t, sizes, align_corners))
 
 
 def test_reference_resize_is_torch_and_opencv_bilinear(seed):
@@ -33,10 +35,12 @@ def test_reference_resize_is_torch_and_opencv_bilinear(seed):
 
     g = torch.Generator().manual_seed(seed)
     maps = mixed_maps(12, 11, 14, g, dtype=torch.float64)
-    for m, (h, w) in zip(maps, random_sizes(12).tolist()):
+    for m, (h, w) in zip(maps, random_sizes(12, 1).tolist()):
+        for align_corners in (False, True):
+            torch.testing.assert_close(ref.bilinear_resize(m, h, w, align_corners),
+                                       F.interpolate(m[None, None], size=(h, w), mode="bilinear",
+                                                     align_corners=align_corners)[0, 0], rtol=0, atol=1e-12)
         mine = ref.bilinear_resize(m, h, w)
-        torch.testing.assert_close(mine, F.interpolate(m[None, None], size=(h, w), mode="bilinear",
-                                                       align_corners=False)[0, 0], rtol=0, atol=1e-12)
         theirs = cv2.resize(m.numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
         np.testing.assert_allclose(mine.numpy(), theirs, rtol=0, atol=1e-6)
         # the peak we report is a maximum of OpenCV's resize too (WWbL's isCorrectHit form)
@@ -121,6 +125,32 @@ def test_pointing_game_masks(seed, backend):
     assert pointing_game_masks(blob, [~mask], backend=backend).tolist() == [False]
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_pointing_game_masks_resize_rules(backend):
+    # one row (0 0 1 0) upsampled to 8 columns. align_corners=False samples the source at
+    # (d + 0.5) / 2 - 0.5: columns 4 and 5 read 1.75 and 2.25, both 0.75, and the first wins;
+    # align_corners=True samples d * 3 / 7: column 5 reads 15/7 (0.857), column 4 12/7 (0.714)
+    m = torch.tensor([[[0.0, 0.0, 1.0, 0.0]]])
+    assert resized_argmax(m, [1, 8], backend=backend).tolist() == [[0, 4]]
+    assert resized_argmax(m, [1, 8], align_corners=True, backend=backend).tolist() == [[0, 5]]
+    mask = torch.zeros(1, 8, dtype=torch.bool)
+    mask[0, 5] = True
+    assert pointing_game_masks(m, [mask], align_corners=True, backend=backend).tolist() == [True]
+    assert pointing_game_masks(m, [mask], backend=backend).tolist() == [False]
+    assert pointing_game_masks(m, mask[None], align_corners=True, backend=backend).tolist() == [True]
+    # downsampling (0 1 0 0.8) to 2 columns: False averages neighbours (0.5, 0.4), True keeps the ends (0, 0.8)
+    m = torch.tensor([[[0.0, 1.0, 0.0, 0.8]]])
+    assert resized_argmax(m, [1, 2], backend=backend).tolist() == [[0, 0]]
+    assert resized_argmax(m, [1, 2], align_corners=True, backend=backend).tolist() == [[0, 1]]
+    g = torch.Generator().manual_seed(0)
+    maps = mixed_maps(18, 10, 10, g)
+    masks = [torch.rand(int(h), int(w), generator=g) > 0.5 for h, w in random_sizes(18, 5, 40)]
+    assert torch.equal(pointing_game_masks(maps, masks, align_corners=True, backend=backend),
+                       ref.pointing_game_masks(maps, masks, align_corners=True))
+    with pytest.raises(TypeError, match="align_corners"):
+        resized_argmax(m, [4, 4], align_corners="yes", backend=backend)
+
+
 def test_empty_batch():
     assert pointing_game(torch.rand(0, 4, 4), [], torch.empty(0, 2)).shape == (0,)
     assert pointing_game_masks(torch.rand(0, 4, 4), []).shape == (0,)
@@ -130,6 +160,7 @@ def test_empty_batch():
 def test_opcheck(seed):
     maps = torch.rand(5, 7, 9)
     torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps, torch.randint(1, 30, (5, 2))))
+    torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps, torch.randint(1, 30, (5, 2)), True))
     torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps[:0], torch.empty(0, 2, dtype=torch.long)))
 
 
@@ -179,4 +210,7 @@ def test_cuda_matches_reference(seed):
     maps = mixed_maps(30, 13, 17, torch.Generator().manual_seed(seed))
     sizes = random_sizes(30)
     assert torch.equal(resized_argmax(maps.cuda(), sizes.cuda()).cpu(), ref.resized_argmax(maps, sizes))
+    assert torch.equal(resized_argmax(maps.cuda(), sizes.cuda(), align_corners=True).cpu(),
+                       ref.resized_argmax(maps, sizes, True))
     torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps.cuda(), sizes.cuda()))
+    torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps.cuda(), sizes.cuda(), True))

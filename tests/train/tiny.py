@@ -2,8 +2,9 @@
 from dapo_fast.train.config import config_from_dict
 
 
-def tiny_config(tmp_path, **sections):
+def tiny_config(tmp_path, method: str = "wwbl", **sections):
     data = {
+        "method": method,
         "data": dict(root=str(tmp_path / "data"), num_train=64, num_val=4, num_test=24, image_size=32),
         "model": dict(dim=16, cnn_width=8, text_width=16, decoder_width=8),
         "optim": dict(lr=0.01, warmup_steps=2),

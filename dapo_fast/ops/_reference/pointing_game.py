@@ -1,8 +1,9 @@
 """Pointing game in plain PyTorch: the specification of the batched pointing-game ops.
 
 resized_argmax       peak (row, col) of each heatmap after a bilinear resize to its image size
-                     (OpenCV's / torch's align_corners=False rule), evaluated at every output
-                     pixel in float64. Tie rule: the first maximum in row-major order.
+                     (torch's align_corners=False rule, OpenCV's; or align_corners=True, PCNet's
+                     evaluation), evaluated at every output pixel in float64. Tie rule: the first
+                     maximum in row-major order.
 pointing_game        the peak is inside any ground-truth box, bounds inclusive (WWbL's isCorrectHit)
 pointing_game_masks  the peak is inside the ground-truth mask (PCNet's PointM)
 """
@@ -12,11 +13,15 @@ import torch
 from torch import Tensor
 
 
-def _axis_table(out_size: int, in_size: int):
-    """For each output index: the two source indices and their weights (torch/OpenCV bilinear rule)."""
-    scale = float(in_size) / float(out_size)
+def _axis_table(out_size: int, in_size: int, align_corners: bool = False):
+    """For each output index: the two source indices and their weights (torch's bilinear rule)."""
     dst = torch.arange(out_size, dtype=torch.float64)
-    src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
+    if align_corners:
+        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+        src = dst * scale
+    else:
+        scale = float(in_size) / float(out_size)
+        src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
     low = src.to(torch.int64).clamp(max=in_size - 1)
     high = torch.where(low < in_size - 1, low + 1, low)
     w_high = src - low.to(torch.float64)
@@ -25,23 +30,23 @@ def _axis_table(out_size: int, in_size: int):
     return low, high, w_low, w_high
 
 
-def bilinear_resize(heatmap: Tensor, height: int, width: int) -> Tensor:
+def bilinear_resize(heatmap: Tensor, height: int, width: int, align_corners: bool = False) -> Tensor:
     """[h, w] -> [height, width] float64, written out so each rounding step is explicit:
     value = wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d)."""
     src = heatmap.to(torch.float64)
-    y0, y1, wy0, wy1 = _axis_table(height, src.shape[0])
-    x0, x1, wx0, wx1 = _axis_table(width, src.shape[1])
+    y0, y1, wy0, wy1 = _axis_table(height, src.shape[0], align_corners)
+    x0, x1, wx0, wx1 = _axis_table(width, src.shape[1], align_corners)
     top = wx0[None, :] * src[y0][:, x0] + wx1[None, :] * src[y0][:, x1]
     bottom = wx0[None, :] * src[y1][:, x0] + wx1[None, :] * src[y1][:, x1]
     return wy0[:, None] * top + wy1[:, None] * bottom
 
 
-def resized_argmax(heatmaps: Tensor, sizes: Tensor) -> Tensor:
+def resized_argmax(heatmaps: Tensor, sizes: Tensor, align_corners: bool = False) -> Tensor:
     """heatmaps [N, h, w], sizes [N, 2] (height, width) -> [N, 2] int64 (row, col) in the resized map."""
     out = torch.empty((heatmaps.shape[0], 2), dtype=torch.int64)
     for i in range(heatmaps.shape[0]):
         height, width = int(sizes[i, 0]), int(sizes[i, 1])
-        resized = bilinear_resize(heatmaps[i].cpu(), height, width)
+        resized = bilinear_resize(heatmaps[i].cpu(), height, width, align_corners)
         flat = int(torch.argmax(resized.reshape(-1)))  # first maximum in row-major order
         out[i, 0], out[i, 1] = flat // width, flat % width
     return out.to(heatmaps.device)
@@ -58,8 +63,8 @@ def pointing_game(heatmaps: Tensor, gt_boxes: Sequence[Tensor], image_sizes: Ten
     return torch.tensor(hits, dtype=torch.bool, device=heatmaps.device)
 
 
-def pointing_game_masks(heatmaps: Tensor, gt_masks: Sequence[Tensor]) -> Tensor:
+def pointing_game_masks(heatmaps: Tensor, gt_masks: Sequence[Tensor], align_corners: bool = False) -> Tensor:
     sizes = torch.tensor([list(m.shape) for m in gt_masks], dtype=torch.int64).reshape(-1, 2)
-    peaks = resized_argmax(heatmaps, sizes).cpu()
+    peaks = resized_argmax(heatmaps, sizes, align_corners).cpu()
     hits = [bool(m.cpu()[int(peaks[i, 0]), int(peaks[i, 1])]) for i, m in enumerate(gt_masks)]
     return torch.tensor(hits, dtype=torch.bool, device=heatmaps.device)

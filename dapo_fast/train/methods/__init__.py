@@ -17,6 +17,8 @@ _MODULES = {
     "mpl": "dapo_fast.train.methods.mpl",
     "reir": "dapo_fast.train.methods.reir",
     "querymatch": "dapo_fast.train.methods.querymatch",
+    "pcnet": "dapo_fast.train.methods.pcnet",
+    "tris": "dapo_fast.train.methods.tris",
 }
 NAMES = tuple(_MODULES)
 

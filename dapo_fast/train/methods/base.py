@@ -9,9 +9,11 @@ result the tables show through ``COLUMNS``; ``dapo-fast ablation --method NAME``
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
+
+from dapo_fast.data import all_phrases
 
 
 class Method:
@@ -38,6 +40,12 @@ class Method:
 
             raise ConfigError(f"config key 'curriculum.score_s' must be false for method '{cls.NAME}' "
                               f"(it has no semantic scorer)")
+
+    @classmethod
+    def vocabulary_texts(cls, cfg, train_set) -> Iterable[str]:
+        """The texts the word tokenizer's vocabulary is built from: every word the method will
+        encode (default: the training phrases)."""
+        return all_phrases(train_set)
 
     # ---------------------------------------------------------------- training
     def build_model(self) -> torch.nn.Module:

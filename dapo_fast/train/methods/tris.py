@@ -1,0 +1,54 @@
+"""TRIS's localisation stage: weakly supervised referring segmentation from image-text pairs with
+L_cls alone (``dapo-fast train --method tris``).
+
+The network is PCNet's (:mod:`dapo_fast.train.methods.pcnet`) with one stage and no cues: the
+response map of the whole expression, R = Norm(ReLU(tau * cos(V, Q))), pooled (mean + max) into
+the image-text score that L_cls classifies (own texts positive, other images' texts negative).
+It trains exactly as ``--method pcnet`` with pcnet.stages=1, use_cues=false, w_ras=w_iad=0 (the
+"TRIS" row of PCNet's ablation). Evaluation: PointM, mIoU, oIoU as PCNet.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from dapo_fast.train.config import ConfigError
+from dapo_fast.train.methods.pcnet import ReferringSegmentation, shared_defaults
+
+
+@dataclasses.dataclass
+class TRISOptions:
+    w_cls: float = 1.0
+    mask_threshold: float = 0.0  # evaluation: mask = response > threshold * peak (0: TRIS, any positive response)
+
+
+class TRIS(ReferringSegmentation):
+    NAME = "tris"
+    Options = TRISOptions
+    DEFAULTS = shared_defaults("runs/tris")
+    ABLATION = {"TRIS": []}
+
+    @classmethod
+    def stage_count(cls, options) -> int:
+        return 1
+
+    @classmethod
+    def cue_use(cls, options) -> bool:
+        return False
+
+    @classmethod
+    def proposal_use(cls, options) -> bool:
+        return False
+
+    @classmethod
+    def validate_config(cls, cfg) -> None:
+        super().validate_config(cfg)
+        if cfg.options.w_cls <= 0:
+            raise ConfigError(f"config key 'tris.w_cls' must be > 0 (L_cls is TRIS's only loss), got {cfg.options.w_cls}")
+
+    def forward_loss(self, net, batch, sreg, gamma):
+        out = net(batch["images"], batch["expr_tokens"])
+        l_cls = self.classification_part(out, batch)
+        return dict(loss=self.options.w_cls * l_cls, cls=l_cls.detach())
+
+
+METHOD = TRIS

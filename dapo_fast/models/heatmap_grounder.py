@@ -31,6 +31,7 @@ class ModelConfig:
     dim: int = 64  # joint embedding width
     cnn_width: int = 32
     cnn_depth: int = 3
+    stride: int = 4  # small backbone: input pixels per heatmap cell, 4 or 2 (a finer map, 4x the decoder's work)
     text_width: int = 64
     decoder_width: int = 32
     phrase_len: int = 8  # tokens per phrase for the small text encoder (open_clip uses 77)
@@ -80,7 +81,7 @@ def build_model(cfg: ModelConfig, vocab_size: int = 0):
     if cfg.backbone == "small":
         if vocab_size < 2:
             raise ValueError("the small backbone needs vocab_size >= 2 (from the dataset's WordTokenizer)")
-        image = SmallCNN(cfg.dim, cfg.cnn_width, cfg.cnn_depth)
+        image = SmallCNN(cfg.dim, cfg.cnn_width, cfg.cnn_depth, stride=cfg.stride)
         text = BagOfWordsText(vocab_size, cfg.dim, cfg.text_width)
         return HeatmapGrounder(image, text, cfg.dim, cfg.decoder_width), None
     if cfg.backbone == "open_clip":

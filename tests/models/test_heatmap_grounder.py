@@ -82,3 +82,24 @@ def test_location_norm_normalises_each_location_over_channels(seed):
     var = x.var(1, unbiased=False, keepdim=True)
     want = (x - mean) / torch.sqrt(var + 1e-5) * norm.weight.double()[:, None, None] + norm.bias.double()[:, None, None]
     torch.testing.assert_close(norm.double()(x), want)
+
+
+def test_stride_2_heatmaps_are_twice_as_fine_and_stay_local(seed):
+    from dapo_fast.models.backbones import SmallCNN
+
+    model, _ = build_model(ModelConfig(dim=16, cnn_width=8, text_width=16, decoder_width=8, stride=2), vocab_size=12)
+    assert model.stride == 2
+    out = model(torch.randn(2, 3, 32, 40), torch.randint(1, 12, (2, 2, 5)), torch.ones(2, 2, dtype=torch.bool))
+    assert out["heatmaps"].shape == (2, 2, 16, 20) and out["pixel_embed"].shape == (2, 16, 16, 20)
+    out["heatmaps"].sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    cnn = SmallCNN(out_dim=16, width=16, stride=2).eval()
+    x = torch.rand(2, 3, 64, 64)
+    far = x.clone()
+    far[:, :, 32:, :] = torch.rand(2, 3, 32, 64)  # outside the field of feature rows 0..5 (input rows < 24)
+    with torch.no_grad():
+        f, f_far = cnn(x), cnn(far)
+    assert f.shape == (2, 16, 32, 32)
+    assert torch.equal(f[:, :, :6], f_far[:, :, :6]) and (f[:, :, 20:] != f_far[:, :, 20:]).any()
+    with pytest.raises(ValueError, match="stride"):
+        SmallCNN(stride=8)

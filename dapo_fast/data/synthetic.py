@@ -114,8 +114,29 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _box_of(mask: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
+
+
+def _draw(shape: str, cx: float, cy: float, r: float, xx: np.ndarray, yy: np.ndarray):
+    """(window, mask in the window) of a shape: the window holds every pixel whose centre lies within
+    r of (cx, cy) along each axis, so the shape is all inside it and the work scales with its size."""
+    s = xx.shape[0]
+    win = (slice(max(0, int(cy - r) - 1), min(s, int(cy + r) + 2)), slice(max(0, int(cx - r) - 1), min(s, int(cx + r) + 2)))
+    return win, _shape_mask(shape, xx[win] - cx, yy[win] - cy, r)
+
+
+def _add_object(objects: List[Dict], occupied: np.ndarray, win, m: np.ndarray, **attrs) -> Dict:
+    """Paint-order bookkeeping: the new shape hides what lies under it."""
+    for o in objects:
+        o["n_visible"] -= int((o["visible"][win] & m).sum())
+        o["visible"][win] &= ~m
+    visible = np.zeros_like(occupied)
+    visible[win] = m
+    occupied[win] |= m
+    obj = dict(attrs, win=win, mask=m, visible=visible, area=int(m.sum()), n_visible=int(m.sum()))
+    objects.append(obj)
+    return obj
 
 
 def _relation(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> str:
@@ -128,22 +149,24 @@ def _relation(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> str:
     return "above" if dy > 0 else "below"
 
 
-def _fits(mask: np.ndarray, occupied: np.ndarray, objects: List[Dict], cfg: SyntheticConfig) -> bool:
-    """Whether ``mask``, painted on top of ``objects``, keeps the scene legible: it lies on earlier
-    shapes with at most ``max_cover`` of its area and every earlier object keeps ``min_visible`` of its own."""
-    if (mask & occupied).sum() > cfg.max_cover * mask.sum():
+def _fits(win, m: np.ndarray, occupied: np.ndarray, objects: List[Dict], cfg: SyntheticConfig) -> bool:
+    """Whether the shape ``m`` (in window ``win``), painted on top of ``objects``, keeps the scene
+    legible: it lies on earlier shapes with at most ``max_cover`` of its area and every earlier
+    object keeps ``min_visible`` of its own."""
+    if (m & occupied[win]).sum() > cfg.max_cover * m.sum():
         return False
-    return all((o["visible"] & ~mask).sum() >= cfg.min_visible * o["area"] for o in objects)
+    return all(o["n_visible"] - (o["visible"][win] & m).sum() >= cfg.min_visible * o["area"] for o in objects)
 
 
-def _paint(img: np.ndarray, rng: np.random.Generator, mask: np.ndarray, colour: str, xx: np.ndarray,
-           cx: float, r: float) -> None:
+def _paint(img: np.ndarray, rng: np.random.Generator, obj: Dict, xx: np.ndarray) -> None:
     """The shape in its colour (jittered per object), with a little lighting gradient and pixel noise."""
-    rgb = np.array(COLOURS[colour], dtype=np.float32) + rng.normal(0, 10, size=3)
-    shade = 1.0 + 0.12 * ((xx - cx) / r) * rng.uniform(-1, 1)
-    area = int(mask.sum())
+    # Python floats: against the float32 pixel grid they keep the arithmetic in float32
+    win, m, cx, r = obj["win"], obj["mask"], float(obj["centre"][0]), float(obj["radius"])
+    rgb = np.array(COLOURS[obj["colour"]], dtype=np.float32) + rng.normal(0, 10, size=3)
+    shade = 1.0 + 0.12 * ((xx[win] - cx) / r) * rng.uniform(-1, 1)
+    area = int(m.sum())
     for c in range(3):
-        img[c][mask] = (rgb[c] * shade[mask]) + rng.normal(0, 6, size=area)
+        img[c][win][m] = (rgb[c] * shade[m]) + rng.normal(0, 6, size=area)
 
 
 def _object_table(objects: List[Dict]) -> Dict[str, np.ndarray]:
@@ -154,7 +177,7 @@ def _object_table(objects: List[Dict]) -> Dict[str, np.ndarray]:
                 size=np.array([SIZES.index(o["size"]) for o in objects], dtype=np.int64),
                 centre=np.array([o["centre"] for o in objects], dtype=np.float32).reshape(-1, 2),
                 radius=np.array([o["radius"] for o in objects], dtype=np.float32),
-                box=np.array([_box_of(o["visible"]) for o in objects], dtype=np.float32).reshape(-1, 4))
+                box=np.array([o["box"] for o in objects], dtype=np.float32).reshape(-1, 4))
 
 
 def generate_sample(rng: np.random.Generator, cfg: SyntheticConfig, num_objects: Optional[int] = None) -> Dict:
@@ -178,21 +201,20 @@ def generate_sample(rng: np.random.Generator, cfg: SyntheticConfig, num_objects:
         r *= s
         cx, cy = rng.uniform(r, s - r), rng.uniform(r, s - r)
         shape = SHAPES[rng.integers(len(SHAPES))]
-        mask = _shape_mask(shape, xx - cx, yy - cy, r)
-        if mask.sum() < 20:
+        win, m = _draw(shape, cx, cy, r, xx, yy)
+        if m.sum() < 20:
             continue
         # the new shape is painted on top: every earlier object must stay mostly visible,
         # and the new one may cover at most a little of what is already there
-        if not _fits(mask, occupied, objects, cfg):
+        if not _fits(win, m, occupied, objects, cfg):
             continue
-        for o in objects:
-            o["visible"] = o["visible"] & ~mask
         colour = list(COLOURS)[rng.integers(len(COLOURS))]
-        objects.append(dict(shape=shape, colour=colour, size="large" if big else "small", centre=np.array([cx, cy]),
-                            radius=r, visible=mask.copy(), area=int(mask.sum())))
-        occupied |= mask
-        _paint(img, rng, mask, colour, xx, cx, r)
+        obj = _add_object(objects, occupied, win, m, shape=shape, colour=colour, size="large" if big else "small",
+                          centre=np.array([cx, cy]), radius=r)
+        _paint(img, rng, obj, xx)
     image = np.clip(img, 0, 255).astype(np.uint8)
+    for o in objects:
+        o["box"] = _box_of(o["visible"])
 
     # mention 1..max_entities distinct (colour, shape) kinds; an entity's boxes are all objects of that kind
     kinds: Dict[tuple, List[int]] = {}
@@ -217,7 +239,7 @@ def generate_sample(rng: np.random.Generator, cfg: SyntheticConfig, num_objects:
         union = np.zeros((s, s), dtype=bool)
         for m in members:
             union |= objects[m]["visible"]
-        boxes.append(np.stack([_box_of(objects[m]["visible"]) for m in members]))
+        boxes.append(np.stack([objects[m]["box"] for m in members]))
         masks.append(union)
 
     proposals, mask_props = _proposals(rng, objects, cfg)
@@ -330,16 +352,15 @@ def _place(rng: np.random.Generator, cfg: SyntheticConfig, attrs: List[tuple], x
         for _ in range(50):
             r = _size_radius(rng, cfg, size) * s
             cx, cy = rng.uniform(r, s - r), rng.uniform(r, s - r)
-            mask = _shape_mask(shape, xx - cx, yy - cy, r)
-            if mask.sum() >= 20 and _fits(mask, occupied, objects, cfg):
+            win, m = _draw(shape, cx, cy, r, xx, yy)
+            if m.sum() >= 20 and _fits(win, m, occupied, objects, cfg):
                 break
         else:
             return None
-        for o in objects:
-            o["visible"] = o["visible"] & ~mask
-        objects.append(dict(shape=shape, colour=colour, size=SIZES[size], centre=np.array([cx, cy]), radius=r,
-                            full=mask, visible=mask, area=int(mask.sum())))
-        occupied |= mask
+        _add_object(objects, occupied, win, m, shape=shape, colour=colour, size=SIZES[size],
+                    centre=np.array([cx, cy]), radius=r)
+    for o in objects:
+        o["box"] = _box_of(o["visible"])
     return objects
 
 
@@ -383,12 +404,18 @@ def _clutter(rng: np.random.Generator, img: np.ndarray, count: int, xx: np.ndarr
         if rng.random() < 0.5:  # stroke: points within half a width of a segment
             angle, length, width = rng.uniform(0, np.pi), rng.uniform(0.08, 0.25) * s, rng.uniform(1.0, 2.0)
             ux, uy = np.cos(angle), np.sin(angle)
-            along = np.clip((xx - x0) * ux + (yy - y0) * uy, 0, length)
-            mask = (xx - x0 - along * ux) ** 2 + (yy - y0 - along * uy) ** 2 <= (width / 2) ** 2
+            xs, ys = sorted((x0, x0 + length * ux)), sorted((y0, y0 + length * uy))
+            win = (slice(max(0, int(ys[0] - width)), min(s, int(ys[1] + width) + 1)),
+                   slice(max(0, int(xs[0] - width)), min(s, int(xs[1] + width) + 1)))
+            px, py = xx[win] - x0, yy[win] - y0
+            along = np.clip(px * ux + py * uy, 0, length)
+            m = (px - along * ux) ** 2 + (py - along * uy) ** 2 <= (width / 2) ** 2
         else:  # speckle: a sparse patch of single pixels
             radius = rng.uniform(0.03, 0.07) * s
-            mask = ((xx - x0) ** 2 + (yy - y0) ** 2 <= radius ** 2) & (rng.random(xx.shape) < 0.3)
-        img[:, mask] = rgb[:, None] + rng.normal(0, 8, size=(3, int(mask.sum())))
+            win = (slice(max(0, int(y0 - radius)), min(s, int(y0 + radius) + 1)),
+                   slice(max(0, int(x0 - radius)), min(s, int(x0 + radius) + 1)))
+            m = ((xx[win] - x0) ** 2 + (yy[win] - y0) ** 2 <= radius ** 2) & (rng.random(xx[win].shape) < 0.3)
+        img[(slice(None),) + win][:, m] = rgb[:, None] + rng.normal(0, 8, size=(3, int(m.sum())))
 
 
 def _referring_sample(rng: np.random.Generator, cfg: SyntheticConfig, num_objects: int) -> Dict:
@@ -410,7 +437,7 @@ def _referring_sample(rng: np.random.Generator, cfg: SyntheticConfig, num_object
     img = _background(rng, s)
     _clutter(rng, img, cfg.clutter, xx, yy)
     for o in objects:
-        _paint(img, rng, o["full"], o["colour"], xx, o["centre"][0], o["radius"])
+        _paint(img, rng, o, xx)
     image = np.clip(img, 0, 255).astype(np.uint8)
     caption, spans = "", []
     for e, phrase in enumerate(phrases):
@@ -419,7 +446,7 @@ def _referring_sample(rng: np.random.Generator, cfg: SyntheticConfig, num_object
         caption += phrase
     proposals, mask_props = _proposals(rng, objects, cfg)
     return dict(image=image, caption=caption, phrases=phrases, spans=spans,
-                gt_boxes=[_box_of(objects[t]["visible"])[None] for t in targets],
+                gt_boxes=[objects[t]["box"][None] for t in targets],
                 gt_masks=np.stack([objects[t]["visible"] for t in targets]), num_objects=len(objects),
                 proposals=proposals, mask_proposals=mask_props, objects=_object_table(objects))
 
@@ -429,7 +456,7 @@ def _proposals(rng: np.random.Generator, objects: List[Dict], cfg: SyntheticConf
     s = cfg.image_size
     boxes = []
     for o in objects:
-        b = _box_of(o["visible"])
+        b = o["box"]
         for _ in range(2):
             w, h = b[2] - b[0], b[3] - b[1]
             jitter = rng.normal(0, 0.1, size=4) * np.array([w, h, w, h])

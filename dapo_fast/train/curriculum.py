@@ -62,9 +62,9 @@ def open_clip_semantic_scores(model_name: str, pretrained: str, samples_iter, ma
     """ScoreS from a frozen open_clip: cos(image embedding, phrase embedding) per image-entity pair."""
     import open_clip
 
-    from dapo_fast.models.backbones import _create_open_clip
+    from dapo_fast.models.backbones import create_open_clip
 
-    clip = _create_open_clip(model_name, pretrained).eval()
+    clip = create_open_clip(model_name, pretrained).eval()
     tok = open_clip.get_tokenizer(model_name)
     size = clip.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size

@@ -95,13 +95,14 @@ def test_build_splits_synthetic(tmp_path):
 
 
 def test_build_splits_reads_the_configured_preset(tmp_path):
-    from dapo_fast.train.config import DataConfig
+    from dapo_fast.train.config import ConfigError, config_from_dict
 
-    cfg = DataConfig(root=str(tmp_path), num_train=4, num_val=2, num_test=22)
-    cfg.preset = "hard"
-    splits = build_splits(cfg)
+    data = dict(root=str(tmp_path), num_train=4, num_val=2, num_test=22, preset="hard")
+    splits = build_splits(config_from_dict(dict(data=data)).data)
     assert splits["test"].cfg == PRESETS["hard"]
     assert len(splits["multi"]) == 14 and bool((splits["multi"].num_objects >= 6).all())
+    with pytest.raises(ConfigError, match="data.preset"):
+        config_from_dict(dict(data=dict(data, preset="harder")))
 
 
 # ---------------------------------------------------------------- the hard preset

@@ -88,6 +88,9 @@ class SmallCNN(nn.Module):
             nn.Sequential(_conv(width, width, k), _LocationNorm(width)) for k in kernels)
         self.out = nn.Conv2d(width, out_dim, 1)
         self.skip = nn.Conv2d(half, out_dim, 1) if stride == 2 else None
+        if self.skip is not None:  # starts as the upsampled stride-4 map; learns the edges from there
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

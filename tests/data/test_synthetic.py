@@ -158,9 +158,11 @@ def test_hard_entity_is_unique_given_its_full_phrase(seed):
             # the entity is exactly that object: one box, the object's visible box
             assert boxes.shape == (1, 4) and torch.equal(boxes[0], objects["box"][named[0]])
     total = sum(kinds.values())
-    # planned shares: 35% relation, 25% size (the rest by colour and shape; extra twins can turn a
-    # planned attribute phrase into a size or relation one, never the other way)
-    assert kinds["relation"] >= 0.2 * total and kinds["size"] >= 0.15 * total and kinds["attribute"] >= 0.2 * total
+    # every kind of phrase is there; a planned relation needs three objects and falls back to size in
+    # two-object images, so the realised shares sit a little under the planned ones (docs/training.md)
+    cfg = preset_config("hard")
+    assert kinds["relation"] >= 0.4 * cfg.relation_share * total and kinds["size"] >= 0.5 * cfg.size_share * total
+    assert kinds["attribute"] >= 0.5 * total
 
 
 def test_hard_every_entity_has_a_distractor_sharing_its_colour_or_shape(seed):
@@ -182,9 +184,16 @@ def test_hard_preset_scenes_counts_and_proposals():
     assert sorted(split.num_objects.tolist()) == sorted(list(range(2, 13)) * 6)
     multi = multi_object_subset(split)
     assert len(multi) == 7 * 6 and int(multi.num_objects.max()) == 12
+    default = generate_split("test", 66, seed=3)
     radii = torch.cat([o["radius"] for o in split.objects]) / cfg.image_size
-    default_radii = torch.cat([o["radius"] for o in generate_split("test", 40, seed=3).objects]) / 128
-    assert radii.max() <= cfg.max_radius and radii.median() < default_radii.median()  # smaller objects
+    default_radii = torch.cat([o["radius"] for o in default.objects]) / 128
+    assert radii.max() <= cfg.max_radius and radii.mean() < default_radii.mean()  # smaller objects
+
+    def visible_area(s):  # of every object's visible part's box
+        boxes = torch.cat([o["box"] for o in s.objects])
+        return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).median()
+
+    assert visible_area(split) < 0.9 * visible_area(default)  # and more of them hidden
     for i in range(len(split)):
         objects = split.objects[i]
         assert len(objects["box"]) == int(split.num_objects[i])
@@ -192,9 +201,10 @@ def test_hard_preset_scenes_counts_and_proposals():
         assert bool((box_iou(objects["box"], split.proposals[i]).amax(1) >= 0.5).all()), i
     assert split.proposals.shape[1:] == (cfg.num_proposals, 4)
     assert split.mask_proposals.shape[1:] == (cfg.num_mask_proposals, 32, 32)
-    # occlusion: some objects lose a good part of their area to shapes painted over them
-    visible = torch.cat([m.flatten(1).sum(1) for m in split.gt_masks]).float()
-    assert bool((visible > 0).all())
+    # every entity's mask (its visible part) is non-empty and inside its box
+    for masks, boxes in zip(split.gt_masks, split.gt_boxes):
+        for mask, (x0, y0, x1, y1) in zip(masks, [b[0].int().tolist() for b in boxes]):
+            assert mask.any() and mask.sum() == mask[y0:y1, x0:x1].sum()
 
 
 def test_hard_preset_is_seeded_and_stable():

@@ -45,12 +45,16 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed: torch.Tensor,
                    entity_valid: torch.Tensor, phrase_tokens: torch.Tensor, tau: float = 0.1,
                    w_fg: float = 1.0, w_bg: float = 0.3, w_area: float = 0.5, w_peak: float = 0.0,
-                   bg_power: float = 3.0, gather: Gather = _identity, rank_offset: int = 0) -> Dict[str, torch.Tensor]:
+                   bg_power: float = 3.0, peak_pool: int = 1, gather: Gather = _identity,
+                   rank_offset: int = 0) -> Dict[str, torch.Tensor]:
     """Per-entity task loss [B,E] (0 for invalid entities) and its parts.
 
     heatmaps [B,E,h,w] in [0,1]; pixel_embed [B,D,h,w]; text_embed [B,E,D]; entity_valid [B,E] bool;
-    phrase_tokens [B,E,T] (to recognise identical phrases). ``gather`` concatenates a tensor over
-    the data-parallel ranks (with gradient); ``rank_offset`` = this rank's first row in the gathered batch.
+    phrase_tokens [B,E,T] (to recognise identical phrases). ``peak_pool`` > 1: the peak contrast reads
+    the embedding average-pooled by that factor (its cost grows with locations x all entities of the
+    batch; the peak only has to be right to within a coarse cell, the edges are the other terms'
+    business). ``gather`` concatenates a tensor over the data-parallel ranks (with gradient);
+    ``rank_offset`` = this rank's first row in the gathered batch.
     """
     B, E, h, w = heatmaps.shape
     eps = 1e-6
@@ -82,7 +86,10 @@ def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed
         # the image for entity n must match t_n better than the image's best location for any other
         # entity's phrase matches that phrase; gradient flows through the peak, which is what the
         # pointing game reads
-        peak = torch.einsum("bdh,nd->bnh", V, t_all).amax(-1) / tau  # [B, N_all]
+        Vp = V
+        if peak_pool > 1:
+            Vp = F.normalize(F.avg_pool2d(pixel_embed, peak_pool, ceil_mode=True).flatten(2), dim=1)
+        peak = torch.einsum("bdh,nd->bnh", Vp, t_all).amax(-1) / tau  # [B, N_all]
         # the image's other entities are present in it: not negatives at the image level
         img_all = gather(torch.arange(B, device=V.device) + rank_offset).repeat_interleave(E)
         img_local = (torch.arange(B, device=V.device) + rank_offset).repeat_interleave(E)
@@ -124,14 +131,16 @@ def self_paced_weights(losses: torch.Tensor, sreg: torch.Tensor, gamma: float,
 
 def dapo_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], *, sreg: Optional[torch.Tensor],
               gamma: float, tau: float = 0.1, w_fg: float = 1.0, w_bg: float = 0.3, w_area: float = 0.5,
-              w_peak: float = 0.0, bg_power: float = 3.0, gather: Gather = _identity, rank_offset: int = 0, world_size: int = 1,
+              w_peak: float = 0.0, bg_power: float = 3.0, peak_pool: int = 1, gather: Gather = _identity,
+              rank_offset: int = 0, world_size: int = 1,
               normalise_self_paced: bool = True) -> Dict[str, torch.Tensor]:
     """Eq. 6 + eq. 7: per entity L = mu*L_task + (1-mu)*L_D, weighted by the self-paced v when
     ``sreg`` [B,E] is given (else v = 1). Returns the scalar "loss" (scaled so that DDP's gradient
     averaging gives the gradient of the global-batch mean) and detached parts for logging."""
     valid = batch["entity_valid"]
     task = wwbl_task_loss(out["heatmaps"], out["pixel_embed"], out["text_embed"], valid, batch["phrase_tokens"],
-                          tau=tau, w_fg=w_fg, w_bg=w_bg, w_area=w_area, w_peak=w_peak, bg_power=bg_power, gather=gather, rank_offset=rank_offset)
+                          tau=tau, w_fg=w_fg, w_bg=w_bg, w_area=w_area, w_peak=w_peak, bg_power=bg_power, peak_pool=peak_pool, gather=gather,
+                          rank_offset=rank_offset)
     mu = batch["mu"].to(task["loss"].dtype)[:, None]
     per = task["loss"]
     ld = None

@@ -103,3 +103,22 @@ def test_stride_2_heatmaps_are_twice_as_fine_and_stay_local(seed):
     assert torch.equal(f[:, :, :6], f_far[:, :, :6]) and (f[:, :, 20:] != f_far[:, :, 20:]).any()
     with pytest.raises(ValueError, match="stride"):
         SmallCNN(stride=8)
+
+
+def test_decoder_pool_runs_the_mlp_on_pooled_features_and_upsamples_its_logits(seed):
+    import torch.nn.functional as F
+
+    cfg = ModelConfig(dim=16, cnn_width=8, text_width=16, decoder_width=8, stride=2, decoder_pool=2)
+    model, _ = build_model(cfg, vocab_size=12)
+    model.similarity_logits = False
+    images, tokens = torch.randn(2, 3, 32, 32), torch.randint(1, 12, (2, 2, 5))
+    out = model(images, tokens)
+    with torch.no_grad():
+        coarse = F.avg_pool2d(model.image_encoder(images), 2)
+        cond = model.pix(coarse).unsqueeze(1) * model.text_proj(model.encode_text(tokens))[..., None, None]
+        logits = model.decoder(cond.flatten(0, 1))
+        want = F.interpolate(logits, size=(16, 16), mode="bilinear", align_corners=False).view(2, 2, 16, 16)
+    assert out["logits"].shape == (2, 2, 16, 16)
+    torch.testing.assert_close(out["logits"], want)
+    with pytest.raises(ValueError, match="decoder_pool"):
+        HeatmapGrounder(model.image_encoder, model.text_encoder, 16, 8, decoder_pool=0)

@@ -71,7 +71,8 @@ class WWbL(Method):
         out = net(batch["images"], batch["phrase_tokens"], batch["entity_valid"])
         local_batch = batch["images"].shape[0]
         return dapo_loss(out, batch, sreg=sreg, gamma=gamma, tau=o.tau, w_fg=o.w_fg, w_bg=o.w_bg, w_area=o.w_area,
-                         w_peak=o.w_peak, bg_power=o.bg_power, gather=D.all_gather_with_grad,
+                         w_peak=o.w_peak, bg_power=o.bg_power, peak_pool=self.model.decoder_pool,
+                         gather=D.all_gather_with_grad,
                          rank_offset=self.dist.rank * local_batch, world_size=self.dist.world_size,
                          normalise_self_paced=o.normalise_self_paced)
 

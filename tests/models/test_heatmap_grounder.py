@@ -4,15 +4,18 @@ import torch
 from dapo_fast.models.heatmap_grounder import HeatmapGrounder, ModelConfig, build_model
 
 
-def test_small_grounder_shapes_and_range(seed):
-    model, tok = build_model(ModelConfig(dim=16, cnn_width=8, text_width=16, decoder_width=8), vocab_size=12)
+@pytest.mark.parametrize("stride,pool", [(2, 2), (4, 1)])  # the default, and the stride-4 map
+def test_small_grounder_shapes_and_range(seed, stride, pool):
+    cfg = ModelConfig(dim=16, cnn_width=8, text_width=16, decoder_width=8, stride=stride, decoder_pool=pool)
+    model, tok = build_model(cfg, vocab_size=12)
     assert tok is None
     images = torch.randn(3, 3, 32, 40)
     tokens = torch.randint(1, 12, (3, 2, 5))
     valid = torch.tensor([[True, True], [True, False], [False, False]])
     out = model(images, tokens, valid)
-    assert out["heatmaps"].shape == out["logits"].shape == (3, 2, 8, 10)
-    assert out["pixel_embed"].shape == (3, 16, 8, 10) and out["text_embed"].shape == (3, 2, 16)
+    h, w = 32 // stride, 40 // stride
+    assert out["heatmaps"].shape == out["logits"].shape == (3, 2, h, w)
+    assert out["pixel_embed"].shape == (3, 16, h, w) and out["text_embed"].shape == (3, 2, 16)
     h = out["heatmaps"]
     assert (h >= 0).all() and (h <= 1).all()
     assert (h[1, 1] == 0).all() and (h[2] == 0).all()

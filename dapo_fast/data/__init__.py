@@ -11,8 +11,9 @@ def build_splits(data_cfg) -> Dict[str, object]:
     if data_cfg.kind == "synthetic":
         from dapo_fast.data.synthetic import generate_benchmark, load_split, multi_object_subset
 
-        generate_benchmark(data_cfg.root, data_cfg.num_train, data_cfg.num_val, data_cfg.num_test, data_cfg.seed)
-        splits = {name: load_split(data_cfg.root, name) for name in ("train", "val", "test")}
+        generate_benchmark(data_cfg.root, data_cfg.num_train, data_cfg.num_val, data_cfg.num_test, data_cfg.seed,
+                           preset=data_cfg.preset)
+        splits = {name: load_split(data_cfg.root, name, data_cfg.preset) for name in ("train", "val", "test")}
         splits["multi"] = multi_object_subset(splits["test"])
         return splits
     if data_cfg.kind == "flickr30k":

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dapo_fast.data.sample import collate_eval
+from dapo_fast.eval.stats import bootstrap_interval
 from dapo_fast.ops import box_accuracy, heatmap_to_box, pointing_game
 
 SUBSETS = (("1-2", 1, 2), ("3", 3, 3), ("4", 4, 4), ("5", 5, 5), ("6-8", 6, 8))
@@ -59,10 +60,19 @@ def union_boxes(gt_boxes: List[torch.Tensor]) -> torch.Tensor:
 
 def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_size: int = 128,
              limit: Optional[int] = None) -> Dict:
-    """{"pointing": %, "bbox": %, "entities": N, "subsets": {name: {"pointing", "bbox", "entities"}}}
-    over every entity of ``dataset`` (first ``limit`` samples when given)."""
+    """Pointing game and bbox accuracy (%) over every entity of ``dataset`` (first ``limit`` samples
+    when given), overall and per object-count subset, each with its 95% bootstrap interval over the
+    test samples (:func:`dapo_fast.eval.stats.bootstrap_interval`; an image's entities are resampled
+    together):
+
+        {"pointing", "pointing_ci": [low, high], "bbox", "bbox_ci", "entities",
+         "subsets": {name: the same keys},
+         "per_entity": {"pointing": [0/1], "bbox": [0/1], "sample": [test sample index], "num_objects": [...]}}
+
+    ``per_entity`` lets two runs on the same test set be compared pair by pair
+    (:func:`dapo_fast.eval.stats.paired_bootstrap_difference`)."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    hits, accs, counts = [], [], []
+    hits, accs, counts, samples_of = [], [], [], []
     was_training = model.training
     model.eval()
     for i0 in range(0, n, batch_size):
@@ -71,17 +81,23 @@ def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_s
         hits.append(pointing_game(p["heatmaps"], p["gt_boxes"], p["image_sizes"]))
         accs.append(box_accuracy(boxes_in_image_pixels(p["heatmaps"], p["image_sizes"]), union_boxes(p["gt_boxes"])[:, None]))
         counts.append(p["num_objects"])
+        samples_of.append(torch.tensor(p["owner"], dtype=torch.long) + i0)
     model.train(was_training)
     hit, acc, cnt = torch.cat(hits).float(), torch.cat(accs).float(), torch.cat(counts)
+    sample = torch.cat(samples_of)
 
     def summary(mask):
-        k = int(mask.sum())
-        return dict(pointing=100.0 * float(hit[mask].mean()) if k else float("nan"),
-                    bbox=100.0 * float(acc[mask].mean()) if k else float("nan"), entities=k)
+        out = dict(entities=int(mask.sum()))
+        for key, values in (("pointing", hit), ("bbox", acc)):
+            ci = bootstrap_interval(values[mask], sample[mask])
+            out[key] = 100.0 * ci.mean
+            out[key + "_ci"] = [100.0 * ci.low, 100.0 * ci.high]
+        return out
 
     res = summary(torch.ones_like(cnt, dtype=torch.bool))
     res["subsets"] = {name: summary((cnt >= lo) & (cnt <= hi)) for name, lo, hi in SUBSETS}
     res["subsets"]["6+"] = summary(cnt >= 6)
+    res["per_entity"] = dict(pointing=hit.tolist(), bbox=acc.tolist(), sample=sample.tolist(), num_objects=cnt.tolist())
     return res
 
 

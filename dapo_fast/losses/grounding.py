@@ -1,32 +1,27 @@
 """DAPO's training objective for a heatmap grounder, from image-caption pairs only.
 
 * ``wwbl_task_loss``: WWbL-style foreground/background contrast. The heatmap M of entity n pools
-  the image's per-location embedding into a foreground vector fg_n = sum(V*M)/sum(M).
+  the image's per-location embedding V (unit length per location) into a foreground vector
+  fg_n = sum(V*M)/sum(M).
   - foreground: InfoNCE of fg_n against every entity embedding of the (global, all ranks) batch;
     the positive is entity n's own phrase, the negatives are the other images' entities and the
     other entities of the same image (a "red circle" heatmap must not pool a "blue square"); entries
     with the same phrase text as the positive are left out (they are not negatives).
   - background: nothing of the entity may be left outside the heatmap. WWbL scores this as
-    |cos(CLIP(image * (1 - M)), t)|; pooled over locations, that cosine is diluted by the image's
-    area (an object left half outside the heatmap moves a 256-location average by ~1%), and measured
-    on the synthetic benchmark it let the heatmap shrink to the object's single best location (bbox
-    accuracy 3%). Here it is the share of the entity's evidence that lies outside the heatmap,
+    |cos(CLIP(image * (1 - M)), t)|, but pooled over locations that cosine is diluted by the image's
+    area (an object left half outside the heatmap barely moves it) and the heatmap can shrink to the
+    object's best location. Here it is the share of the entity's evidence left outside the heatmap,
     sum((1-M) * e) / sum(e) with e(x) = relu(cos(V(x), t_n))^bg_power, V and t detached: the
     similarity map is a target for the heatmap (as WWbL's relevancy map is), not something the
-    heatmap may push down. The power keeps weak evidence (other objects of a similar colour) out.
-    Measured at the demo's budget (w_bg 0.3, SmallCNN with its per-location norm), bbox accuracy /
-    pointing game over seeds: power 3: 25.4 / 98.1, 24.3 / 98.2; power 4: 21.6 / 95.2, 24.5 / 98.2,
-    20.9 / 97.8; power 2: 34.6 / 98.3, 20.8 / 97.8, 23.4 / 97.6. The |cos| form: bbox 3-5%.
+    heatmap may push down; the power keeps weak evidence (other objects of a similar colour) out.
   - area: mean(M) (keeps the heatmap tight).
-  - peak (``w_peak``, on by default in the configs): the multiple-instance form of the same contrast,
-    InfoNCE over max_x cos(V(x), t_m) with the image's other entities left out (they are in the
-    image). Measured on the synthetic benchmark (before the stem alignment fix of SmallCNN), the
-    fg/bg/area terms alone reached a low loss with the heatmap's peak off the object (pointing game
-    30-40% after 400-500 steps); with the peak term the same run reached 76%: the pointing game
-    reads the peak, and this term is what trains it.
+  - peak (``w_peak``): the multiple-instance form of the same contrast, InfoNCE over
+    max_x cos(V(x), t_m) with the image's other entities left out (they are in the image). The
+    pointing game reads the heatmap's peak, and this term is what places it: the other terms alone
+    reach a low loss with the peak off the object.
   WWbL uses a frozen CLIP as the embedding of the masked image; here the per-location embedding is
   learnt with the grounder (no pretrained CLIP is available offline), and the CNN's small receptive
-  field keeps it local.
+  field keeps it local. The measurements behind these choices are in docs/training.md.
 * ``diffusion_guided_loss_per_entity``: DAPO eq. 5, ``||h_k - a_k||_F^2`` per entity with the
   attention map a as a no-grad target, through the fused op ``dapo_fast.ops.diffusion_guided_loss``.
 * ``self_paced_weights``: DAPO eq. 7-8 closed form ``v = clip(SREG - gamma * L, 0, 1)``.
@@ -50,12 +45,16 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed: torch.Tensor,
                    entity_valid: torch.Tensor, phrase_tokens: torch.Tensor, tau: float = 0.1,
                    w_fg: float = 1.0, w_bg: float = 0.3, w_area: float = 0.5, w_peak: float = 0.0,
-                   bg_power: float = 3.0, gather: Gather = _identity, rank_offset: int = 0) -> Dict[str, torch.Tensor]:
+                   bg_power: float = 3.0, peak_pool: int = 1, gather: Gather = _identity,
+                   rank_offset: int = 0) -> Dict[str, torch.Tensor]:
     """Per-entity task loss [B,E] (0 for invalid entities) and its parts.
 
     heatmaps [B,E,h,w] in [0,1]; pixel_embed [B,D,h,w]; text_embed [B,E,D]; entity_valid [B,E] bool;
-    phrase_tokens [B,E,T] (to recognise identical phrases). ``gather`` concatenates a tensor over
-    the data-parallel ranks (with gradient); ``rank_offset`` = this rank's first row in the gathered batch.
+    phrase_tokens [B,E,T] (to recognise identical phrases). ``peak_pool`` > 1: the peak contrast reads
+    the embedding average-pooled by that factor (its cost grows with locations x all entities of the
+    batch; the peak only has to be right to within a coarse cell, the edges are the other terms'
+    business). ``gather`` concatenates a tensor over the data-parallel ranks (with gradient);
+    ``rank_offset`` = this rank's first row in the gathered batch.
     """
     B, E, h, w = heatmaps.shape
     eps = 1e-6
@@ -87,7 +86,10 @@ def wwbl_task_loss(heatmaps: torch.Tensor, pixel_embed: torch.Tensor, text_embed
         # the image for entity n must match t_n better than the image's best location for any other
         # entity's phrase matches that phrase; gradient flows through the peak, which is what the
         # pointing game reads
-        peak = torch.einsum("bdh,nd->bnh", V, t_all).amax(-1) / tau  # [B, N_all]
+        Vp = V
+        if peak_pool > 1:
+            Vp = F.normalize(F.avg_pool2d(pixel_embed, peak_pool, ceil_mode=True).flatten(2), dim=1)
+        peak = torch.einsum("bdh,nd->bnh", Vp, t_all).amax(-1) / tau  # [B, N_all]
         # the image's other entities are present in it: not negatives at the image level
         img_all = gather(torch.arange(B, device=V.device) + rank_offset).repeat_interleave(E)
         img_local = (torch.arange(B, device=V.device) + rank_offset).repeat_interleave(E)
@@ -129,14 +131,16 @@ def self_paced_weights(losses: torch.Tensor, sreg: torch.Tensor, gamma: float,
 
 def dapo_loss(out: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor], *, sreg: Optional[torch.Tensor],
               gamma: float, tau: float = 0.1, w_fg: float = 1.0, w_bg: float = 0.3, w_area: float = 0.5,
-              w_peak: float = 0.0, bg_power: float = 3.0, gather: Gather = _identity, rank_offset: int = 0, world_size: int = 1,
+              w_peak: float = 0.0, bg_power: float = 3.0, peak_pool: int = 1, gather: Gather = _identity,
+              rank_offset: int = 0, world_size: int = 1,
               normalise_self_paced: bool = True) -> Dict[str, torch.Tensor]:
     """Eq. 6 + eq. 7: per entity L = mu*L_task + (1-mu)*L_D, weighted by the self-paced v when
     ``sreg`` [B,E] is given (else v = 1). Returns the scalar "loss" (scaled so that DDP's gradient
     averaging gives the gradient of the global-batch mean) and detached parts for logging."""
     valid = batch["entity_valid"]
     task = wwbl_task_loss(out["heatmaps"], out["pixel_embed"], out["text_embed"], valid, batch["phrase_tokens"],
-                          tau=tau, w_fg=w_fg, w_bg=w_bg, w_area=w_area, w_peak=w_peak, bg_power=bg_power, gather=gather, rank_offset=rank_offset)
+                          tau=tau, w_fg=w_fg, w_bg=w_bg, w_area=w_area, w_peak=w_peak, bg_power=bg_power, peak_pool=peak_pool, gather=gather,
+                          rank_offset=rank_offset)
     mu = batch["mu"].to(task["loss"].dtype)[:, None]
     per = task["loss"]
     ld = None

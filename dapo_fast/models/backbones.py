@@ -66,12 +66,18 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    """RGB [B,3,S,S] -> features [B, out_dim, S/4, S/4]."""
+    """RGB [B,3,S,S] -> features [B, out_dim, S/stride, S/stride], stride 4 or 2.
 
-    def __init__(self, out_dim: int = 64, width: int = 32, depth: int = 3, block_kernel: int = 3):
+    With ``stride=2`` the stride-4 features are upsampled (bilinear, centres kept) and added to a
+    projection of the first stage's stride-2 features, so a heatmap built on them can place an
+    object's edge to within 2 input pixels instead of 4."""
+
+    def __init__(self, out_dim: int = 64, width: int = 32, depth: int = 3, block_kernel: int = 3, stride: int = 4):
         # replicate padding: border locations must not get a signature of their own, or the heatmap
         # learns to park its mass there (seen with zero padding: argmax in a corner)
         super().__init__()
+        if stride not in (2, 4):
+            raise ValueError(f"stride must be 2 or 4, got {stride}")
         half = max(8, width // 2)
         self.stem = nn.Sequential(
             _conv(3, half, 4, 2), _LocationNorm(half), nn.ReLU(inplace=True),
@@ -81,13 +87,21 @@ class SmallCNN(nn.Module):
         self.blocks = nn.ModuleList(
             nn.Sequential(_conv(width, width, k), _LocationNorm(width)) for k in kernels)
         self.out = nn.Conv2d(width, out_dim, 1)
-        self.stride = 4
+        self.skip = nn.Conv2d(half, out_dim, 1) if stride == 2 else None
+        if self.skip is not None:  # starts as the upsampled stride-4 map; learns the edges from there
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
+        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        fine = self.stem[:3](x)  # stride 2
+        x = self.stem[3:](fine)
         for block in self.blocks:
             x = F.relu(x + block(x))
-        return self.out(x)
+        x = self.out(x)
+        if self.skip is not None:
+            x = F.interpolate(x, size=fine.shape[-2:], mode="bilinear", align_corners=False) + self.skip(fine)
+        return x
 
 
 class BagOfWordsText(nn.Module):

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from dapo_fast.data.synthetic import PRESETS
 from dapo_fast.models.heatmap_grounder import ModelConfig
 
 
@@ -32,6 +33,7 @@ class ConfigError(ValueError):
 class DataConfig:
     kind: str = "synthetic"  # "synthetic" | "flickr30k" | "refcoco"
     root: str = "runs/synthetic_data"  # synthetic: where the generated splits are cached; real: dataset root
+    preset: str = "default"  # synthetic: "default" | "hard" (dapo_fast.data.synthetic.PRESETS), cached apart
     image_size: int = 64  # model input side (images are resized to it)
     num_train: int = 8000
     num_val: int = 400
@@ -100,6 +102,7 @@ class Config:
 
 CHOICES = {
     "data.kind": ("synthetic", "flickr30k", "refcoco"),
+    "data.preset": tuple(PRESETS),
     "model.backbone": ("small", "open_clip"),
     "optim.name": ("adamw", "sgd"),
     "optim.schedule": ("cosine", "constant"),

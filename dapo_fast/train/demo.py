@@ -14,7 +14,7 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from dapo_fast.data import build_splits
-from dapo_fast.eval.table import format_table
+from dapo_fast.eval.table import format_differences, format_table
 from dapo_fast.train import methods
 from dapo_fast.train.checkpoint import CheckpointError
 from dapo_fast.train.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
@@ -108,6 +108,10 @@ def run_ablation(cfg: Config, variants: Optional[List[str]] = None, seeds: Seque
             rows[name]["seeds"].append(res)
             log(f"[ablation] {name} seed {seed}: {method.headline(res)} ({out['seconds']:.0f}s)")
     table = results_table(rows, cfg.method)
+    # the first variant (wwbl: no curriculum) is what the others are compared with
+    differences = format_differences(rows, method.COLUMNS, next(iter(rows))) if len(rows) > 1 else ""
+    if differences:
+        table += "\n\n" + differences
     log(table)
     os.makedirs(base_out, exist_ok=True)
     with open(os.path.join(base_out, "ablation.json"), "w") as f:

@@ -54,6 +54,23 @@ def test_oracle_heatmaps_score_100_and_inverted_score_0():
     assert "| oracle | 100.0" in table and "PG 6+" in table
 
 
+def test_results_carry_intervals_over_test_samples_and_per_entity_values():
+    from dapo_fast.eval.stats import bootstrap_interval
+
+    split = generate_split("test", 24, seed=0)
+    bad = evaluate(Oracle(split, 64, invert=True), split, _encode, 64, 3, batch_size=10)
+    per = bad["per_entity"]
+    assert len(per["pointing"]) == len(per["sample"]) == bad["entities"]
+    # sample indices run over the whole split (batches of 10), one per entity, in order
+    assert per["sample"] == [i for i, p in enumerate(split.phrases) for _ in p]
+    ci = bootstrap_interval(per["pointing"], per["sample"])
+    assert bad["pointing"] == pytest.approx(100 * ci.mean)
+    assert bad["pointing_ci"] == pytest.approx([100 * ci.low, 100 * ci.high])
+    assert bad["pointing_ci"][0] <= bad["pointing"] <= bad["pointing_ci"][1]
+    six = bad["subsets"]["6+"]
+    assert six["bbox_ci"][0] <= six["bbox"] <= six["bbox_ci"][1]
+
+
 def test_boxes_are_read_off_the_map_resized_to_each_image():
     # a block of heat on cells rows 4..7, cols 2..5 of a 16x16 map; its half-max edge falls on the
     # cell borders, so the box is the block scaled to the image (to within a pixel), per image size

@@ -151,3 +151,17 @@ def test_peak_contrast_formula_and_same_image_masking():
             expect = -torch.log_softmax(score[keep], 0)[int(keep[:n].sum())]
             torch.testing.assert_close(out["peak"][b, e], expect)
             torch.testing.assert_close(out["loss"][b, e], expect)
+
+
+def test_peak_pool_reads_the_peak_off_the_pooled_embedding():
+    # h=6, w=5 pooled by 2 with ceil_mode: a 3x3 grid, the last column averaging one column
+    heat, pix, text, valid, tokens = _inputs()
+    pooled = torch.nn.functional.avg_pool2d(pix, 2, ceil_mode=True)
+    kw = dict(w_fg=0.0, w_bg=0.0, w_area=0.0, w_peak=1.0)
+    a = wwbl_task_loss(heat, pix, text, valid, tokens, peak_pool=2, **kw)
+    b = wwbl_task_loss(heat[..., :3, :3], pooled, text, valid, tokens, **kw)
+    torch.testing.assert_close(a["peak"], b["peak"])
+    assert not torch.allclose(a["peak"], wwbl_task_loss(heat, pix, text, valid, tokens, **kw)["peak"])
+    # the other terms still read the full-resolution maps
+    full = wwbl_task_loss(heat, pix, text, valid, tokens)
+    torch.testing.assert_close(wwbl_task_loss(heat, pix, text, valid, tokens, peak_pool=2)["fg"], full["fg"])

@@ -15,6 +15,7 @@ import torch
 from dapo_fast.data import collate_train
 from dapo_fast.data.sample import WordTokenizer
 from dapo_fast.eval.grounding import SUBSETS, evaluate, save_grid
+from dapo_fast.eval.table import cell, format_value
 from dapo_fast.losses.grounding import dapo_loss
 from dapo_fast.models.heatmap_grounder import build_model
 from dapo_fast.train import distributed as D
@@ -70,7 +71,8 @@ class WWbL(Method):
         out = net(batch["images"], batch["phrase_tokens"], batch["entity_valid"])
         local_batch = batch["images"].shape[0]
         return dapo_loss(out, batch, sreg=sreg, gamma=gamma, tau=o.tau, w_fg=o.w_fg, w_bg=o.w_bg, w_area=o.w_area,
-                         w_peak=o.w_peak, bg_power=o.bg_power, gather=D.all_gather_with_grad,
+                         w_peak=o.w_peak, bg_power=o.bg_power, peak_pool=self.model.decoder_pool,
+                         gather=D.all_gather_with_grad,
                          rank_offset=self.dist.rank * local_batch, world_size=self.dist.world_size,
                          normalise_self_paced=o.normalise_self_paced)
 
@@ -87,8 +89,8 @@ class WWbL(Method):
 
     @staticmethod
     def headline(result: Dict) -> str:
-        return (f"pointing game {result['pointing']:.1f}% overall, {result['subsets']['6+']['pointing']:.1f}% "
-                f"on 6+ objects; bbox accuracy {result['bbox']:.1f}%")
+        pg, pg6, box = (format_value(cell(result, p)) for p in ("pointing", "subsets.6+.pointing", "bbox"))
+        return f"pointing game {pg} overall, {pg6} on 6+ objects; bbox accuracy {box} (%, 95% intervals)"
 
 
 METHOD = WWbL

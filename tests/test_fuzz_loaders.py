@@ -370,8 +370,8 @@ def test_flickr30k_random_splits_and_sentences(work, ids, sentences, junk):
 def cache(work):
     root = work / "synthetic"
     generate_benchmark(str(root), num_train=2, num_val=2, num_test=2, seed=0)
-    raw = torch.load(root / "val.pt", weights_only=True)
-    return root, (root / "val.pt").read_bytes(), raw
+    raw = torch.load(root / "default" / "val.pt", weights_only=True)
+    return root, (root / "default" / "val.pt").read_bytes(), raw
 
 
 @fuzz(150)
@@ -383,8 +383,8 @@ def test_synthetic_cache_random_and_flipped_bytes(work, cache, junk, flips, mode
     raw = bytearray(data)
     for where, xor in flips:
         raw[int(where * len(raw))] ^= xor
-    os.makedirs(work / "synthetic_bad", exist_ok=True)
-    (work / "synthetic_bad" / "val.pt").write_bytes(junk if mode == "junk" else bytes(raw))
+    os.makedirs(work / "synthetic_bad" / "default", exist_ok=True)
+    (work / "synthetic_bad" / "default" / "val.pt").write_bytes(junk if mode == "junk" else bytes(raw))
     case("synthetic cache: random/flipped bytes", FileFormatError, lambda: load_split(str(work / "synthetic_bad"), "val"))
 
 
@@ -394,10 +394,10 @@ def test_synthetic_cache_random_structures(work, cache, data):
     _, _, raw = cache
     path = data.draw(st.sampled_from(_paths(raw, depth=3)))
     hostile = _replace(raw, path, data.draw(PLAIN | st.just(DELETE)))
-    os.makedirs(work / "synthetic_bad", exist_ok=True)
+    os.makedirs(work / "synthetic_bad" / "default", exist_ok=True)
     buf = io.BytesIO()
     torch.save(hostile, buf)
-    (work / "synthetic_bad" / "val.pt").write_bytes(buf.getvalue())
+    (work / "synthetic_bad" / "default" / "val.pt").write_bytes(buf.getvalue())
 
     def load():
         split = load_split(str(work / "synthetic_bad"), "val")

@@ -6,6 +6,7 @@ import pickle
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ import dapo_fast
 from dapo_fast.data import build_splits
 from dapo_fast.data.flickr30k import load_flickr30k, parse_sentence
 from dapo_fast.data.refcoco import load_refcoco
-from dapo_fast.data.synthetic import SyntheticConfig, generate_benchmark, generate_split, load_split
+from dapo_fast.data.synthetic import SyntheticConfig, generate_benchmark, generate_split, load_split, split_path
 from dapo_fast.safe_io import FileFormatError
 from tests.hostile import planted_pickle, planted_torch_file, unpickling_runs_code
 
@@ -206,9 +207,16 @@ def test_flickr30k_sentences_that_are_not_utf8_name_the_file(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- synthetic cache
+def cache_file(root, name):
+    """Where the default preset's split ``name`` is cached under ``root`` (its folder made)."""
+    path = Path(split_path(str(root), name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def test_synthetic_cache_is_a_weights_only_file(tmp_path):
     generate_benchmark(str(tmp_path), num_train=3, num_val=2, num_test=2, seed=1)
-    raw = torch.load(tmp_path / "test.pt", weights_only=True)
+    raw = torch.load(cache_file(tmp_path, "test"), weights_only=True)
     assert raw["spec"]["n"] == 2 and isinstance(raw["split"]["cfg"], dict)
     split = load_split(str(tmp_path), "test")
     assert split.cfg == SyntheticConfig() and torch.equal(split.images, generate_split("test", 2, seed=1).images)
@@ -219,7 +227,7 @@ def test_synthetic_cache_planted_pickle_runs_nothing(tmp_path, make):
     marker = tmp_path / "pwned"
     data = make(marker)
     assert unpickling_runs_code(data, marker)
-    (tmp_path / "test.pt").write_bytes(data)
+    (cache_file(tmp_path, "test")).write_bytes(data)
     with pytest.raises(FileFormatError, match=r"synthetic split file .*test\.pt was refused: it holds a pickled 'io\.open'"):
         load_split(str(tmp_path), "test")
     assert not marker.exists()
@@ -229,7 +237,7 @@ def test_a_stale_planted_cache_in_the_data_root_is_regenerated_without_running(t
     from dapo_fast.train.config import DataConfig
 
     marker = tmp_path / "pwned"
-    (tmp_path / "train.pt").write_bytes(planted_torch_file(marker, lambda p: {"spec": p}))
+    (cache_file(tmp_path, "train")).write_bytes(planted_torch_file(marker, lambda p: {"spec": p}))
     splits = build_splits(DataConfig(root=str(tmp_path), num_train=4, num_val=2, num_test=3))
     assert not marker.exists() and len(splits["train"]) == 4
     assert torch.equal(splits["train"].images, generate_split("train", 4, seed=0).images)
@@ -237,7 +245,7 @@ def test_a_stale_planted_cache_in_the_data_root_is_regenerated_without_running(t
 
 def test_a_malformed_synthetic_cache_is_named(tmp_path):
     torch.save({"spec": {}, "split": {"images": torch.zeros(2, 3, 4, 4, dtype=torch.uint8), "captions": ["a"]}},
-               tmp_path / "val.pt")
+               cache_file(tmp_path, "val"))
     with pytest.raises(FileFormatError, match=r"val\.pt is malformed \('captions' is not a list of 2\)"):
         load_split(str(tmp_path), "val")
 
@@ -255,5 +263,5 @@ def test_two_processes_generating_one_data_root_do_not_collide(tmp_path):
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
-    assert sorted(os.listdir(tmp_path)) == ["test.pt", "train.pt", "val.pt"]
+    assert sorted(os.listdir(tmp_path / "default")) == ["test.pt", "train.pt", "val.pt"]
     assert torch.equal(load_split(str(tmp_path), "train").images, generate_split("train", 40, seed=5).images)

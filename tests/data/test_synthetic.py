@@ -211,7 +211,8 @@ def test_hard_preset_scenes_counts_and_proposals():
         boxes = torch.cat([o["box"] for o in s.objects])
         return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).median()
 
-    assert visible_area(split) < 0.9 * visible_area(default)  # and more of them hidden
+    # and more of them hidden: medians over ~2,000 objects (a 66-image split's median moves by +-15%)
+    assert visible_area(_hard_split(3, n=198)) < 0.9 * visible_area(generate_split("test", 198, seed=3))
     for i in range(len(split)):
         objects = split.objects[i]
         assert len(objects["box"]) == int(split.num_objects[i])

@@ -37,7 +37,7 @@ def _case(size: str, batch: int, form: str, quick: bool):
         return run
 
     return register(Case(
-        op="pcnet_training_step", size=f"{size}-{form}", make_inputs=make,
+        op="pcnet_train_step", size=f"{size}-{form}", make_inputs=make,
         impls={"dapo_fast[auto]": step("auto"), "reference": step("reference")}, ours=["dapo_fast[auto]"],
         baselines=["reference"], grad_inputs=["loss_scale"], quick=quick, measure_memory=True,
         note=f"{batch} images 64x64, up to 3 expressions each, 3 stages, 40 proposals of 32x32, "

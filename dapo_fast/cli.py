@@ -12,7 +12,7 @@ def _bench(args) -> int:
     return 0
 
 
-def _config(args, builtin_demo: bool = False):
+def config_from_args(args, builtin_demo: bool = False):
     """The --config file with --method and --set overrides; without --config, the method's
     defaults, and for the demo and the ablation the built-in demo settings (= configs/demo.yaml,
     which an installed package does not ship): eager, one thread (measured fastest on a 2-core CPU)."""
@@ -31,7 +31,7 @@ def _train(args) -> int:
     from dapo_fast.train.distributed import cleanup
     from dapo_fast.train.loop import train
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if args.no_compile:
         cfg.train.compile = False
     out = train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -56,7 +56,7 @@ def _eval(args) -> int:
 def _demo(args) -> int:
     from dapo_fast.train.demo import run_demo
 
-    cfg = _config(args, builtin_demo=True)
+    cfg = config_from_args(args, builtin_demo=True)
     if args.out:
         cfg.train.out_dir = args.out
     if args.no_compile:
@@ -68,7 +68,7 @@ def _demo(args) -> int:
 def _ablation(args) -> int:
     from dapo_fast.train.demo import run_ablation
 
-    cfg = _config(args, builtin_demo=True)
+    cfg = config_from_args(args, builtin_demo=True)
     if args.out:
         cfg.train.out_dir = args.out
     if args.no_compile:

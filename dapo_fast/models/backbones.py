@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class _LocationNorm(nn.Module):
+class LocationNorm(nn.Module):
     """LayerNorm over the channels of each location (with a per-channel affine).
 
     Not BatchNorm: statistics do not depend on the batch, so DDP shards and resumed runs compute
@@ -80,12 +80,12 @@ class SmallCNN(nn.Module):
             raise ValueError(f"stride must be 2 or 4, got {stride}")
         half = max(8, width // 2)
         self.stem = nn.Sequential(
-            _conv(3, half, 4, 2), _LocationNorm(half), nn.ReLU(inplace=True),
-            _conv(half, width, 4, 2), _LocationNorm(width), nn.ReLU(inplace=True))
+            _conv(3, half, 4, 2), LocationNorm(half), nn.ReLU(inplace=True),
+            _conv(half, width, 4, 2), LocationNorm(width), nn.ReLU(inplace=True))
         # the first block widens the receptive field once (kernel block_kernel), the rest are 1x1
         kernels = [block_kernel] + [1] * (depth - 1)
         self.blocks = nn.ModuleList(
-            nn.Sequential(_conv(width, width, k), _LocationNorm(width)) for k in kernels)
+            nn.Sequential(_conv(width, width, k), LocationNorm(width)) for k in kernels)
         self.out = nn.Conv2d(width, out_dim, 1)
         self.skip = nn.Conv2d(half, out_dim, 1) if stride == 2 else None
         if self.skip is not None:  # starts as the upsampled stride-4 map; learns the edges from there

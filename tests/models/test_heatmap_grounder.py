@@ -74,9 +74,9 @@ def test_small_cnn_features_are_local(seed):
 
 
 def test_location_norm_normalises_each_location_over_channels(seed):
-    from dapo_fast.models.backbones import _LocationNorm
+    from dapo_fast.models.backbones import LocationNorm
 
-    norm = _LocationNorm(5)
+    norm = LocationNorm(5)
     with torch.no_grad():
         norm.weight.copy_(torch.randn(5))
         norm.bias.copy_(torch.randn(5))

@@ -49,12 +49,12 @@ def test_builtin_demo_config_is_configs_demo_yaml():
     import argparse
     import os
 
-    from dapo_fast.cli import _config
+    from dapo_fast.cli import config_from_args
     from dapo_fast.train.config import config_to_dict, load_config
 
     yaml_path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo.yaml")
-    builtin = _config(argparse.Namespace(config=None, set=[]), builtin_demo=True)
+    builtin = config_from_args(argparse.Namespace(config=None, set=[]), builtin_demo=True)
     assert config_to_dict(builtin) == config_to_dict(load_config(yaml_path, []))
     # --set still wins over the built-in settings
-    two = _config(argparse.Namespace(config=None, set=["train.threads=2"]), builtin_demo=True)
+    two = config_from_args(argparse.Namespace(config=None, set=["train.threads=2"]), builtin_demo=True)
     assert two.train.threads == 2 and two.train.compile is False

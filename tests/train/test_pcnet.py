@@ -200,7 +200,7 @@ def test_cues_file_for_real_data(tmp_path):
     from dapo_fast.cli import _config, build_parser
 
     args = build_parser().parse_args(["train", "--config", str(cfg_path), "--cues", str(cues)])
-    assert _config(args).options.cues == str(cues)
+    assert config_from_args(args).options.cues == str(cues)
     args = build_parser().parse_args(["train", "--method", "wwbl", "--cues", str(cues)])
     with pytest.raises(ConfigError, match="section 'pcnet'"):
-        _config(args)
+        config_from_args(args)

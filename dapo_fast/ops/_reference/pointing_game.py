@@ -5,6 +5,15 @@ resized_argmax       peak (row, col) of each heatmap after a bilinear resize to 
                      pixel in float64. Tie rule: the first maximum in row-major order.
 pointing_game        the peak is inside any ground-truth box, bounds inclusive (WWbL's isCorrectHit)
 pointing_game_masks  the peak is inside the ground-truth mask (PCNet's PointM)
+
+Exact ties: the resize is two linear interpolations, along x then y, and each one returns its
+first endpoint when the far weight is 0 (it reads nothing there: a +inf neighbour of a pixel
+sampled exactly on a source pixel makes no 0 * inf = NaN) and the common value when both endpoints
+are equal. So output pixels whose values are mathematically equal because they read equal taps (a
+plateau at the maximum, rows or columns repeated in the source) are equal bit for bit, whatever
+float64 rounding of their weights would do, and the first of them in row-major order is the peak
+(what OpenCV's resize gives on such maps). NaN (a NaN tap read, or +inf with -inf) counts as the
+maximum, as in torch.argmax: the first NaN pixel wins.
 """
 from typing import Sequence
 
@@ -25,15 +34,20 @@ def _axis_table(out_size: int, in_size: int):
     return low, high, w_low, w_high
 
 
+def lerp(low: Tensor, high: Tensor, w_low: Tensor, w_high: Tensor) -> Tensor:
+    """w_low * low + w_high * high, exact where it reads one value: low when w_high is 0, the
+    common value when low == high."""
+    return torch.where((w_high == 0) | (low == high), low, w_low * low + w_high * high)
+
+
 def bilinear_resize(heatmap: Tensor, height: int, width: int) -> Tensor:
-    """[h, w] -> [height, width] float64, written out so each rounding step is explicit:
-    value = wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d)."""
+    """[h, w] -> [height, width] float64: along x, then along y, each step a :func:`lerp`."""
     src = heatmap.to(torch.float64)
     y0, y1, wy0, wy1 = _axis_table(height, src.shape[0])
     x0, x1, wx0, wx1 = _axis_table(width, src.shape[1])
-    top = wx0[None, :] * src[y0][:, x0] + wx1[None, :] * src[y0][:, x1]
-    bottom = wx0[None, :] * src[y1][:, x0] + wx1[None, :] * src[y1][:, x1]
-    return wy0[:, None] * top + wy1[:, None] * bottom
+    top = lerp(src[y0][:, x0], src[y0][:, x1], wx0[None, :], wx1[None, :])
+    bottom = lerp(src[y1][:, x0], src[y1][:, x1], wx0[None, :], wx1[None, :])
+    return lerp(top, bottom, wy0[:, None], wy1[:, None])
 
 
 def resized_argmax(heatmaps: Tensor, sizes: Tensor) -> Tensor:
@@ -41,8 +55,10 @@ def resized_argmax(heatmaps: Tensor, sizes: Tensor) -> Tensor:
     out = torch.empty((heatmaps.shape[0], 2), dtype=torch.int64)
     for i in range(heatmaps.shape[0]):
         height, width = int(sizes[i, 0]), int(sizes[i, 1])
-        resized = bilinear_resize(heatmaps[i].cpu(), height, width)
-        flat = int(torch.argmax(resized.reshape(-1)))  # first maximum in row-major order
+        resized = bilinear_resize(heatmaps[i].cpu(), height, width).reshape(-1)
+        nan = torch.isnan(resized)
+        # first NaN, else the first maximum in row-major order (argmax of a 0/1 tensor: the first 1)
+        flat = int(nan.to(torch.int8).argmax()) if nan.any() else int(torch.argmax(resized))
         out[i, 0], out[i, 1] = flat // width, flat % width
     return out.to(heatmaps.device)
 

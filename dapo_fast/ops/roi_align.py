@@ -11,9 +11,9 @@ as in torchvision).
 What torchvision callers rely on, and how it is kept:
 
 * layout: the output is contiguous NCHW, and so is the gradient of a channels_last input, as in
-  torchvision (code that ``.view(...)``\\ s them keeps working). ``keep_channels_last=True`` keeps
-  a channels_last input's output and input gradient channels_last instead: no layout copy of the
-  input, the fastest path (timings in docs/compatibility.md).
+  torchvision (code that calls ``.view`` on them keeps working); the kernels read a channels_last
+  input in place either way. ``keep_channels_last=True`` keeps a channels_last input's output and
+  input gradient channels_last instead, the fastest path (timings in docs/compatibility.md).
 * ``torch.jit.script`` of :func:`roi_align` and of :class:`RoIAlign`: scripted code runs the
   compiled kernel (``backend`` "auto", "cpu" or "cuda").
 * ``torch.fx``: :func:`roi_align` is a leaf (``torch.fx.wrap``), so ``symbolic_trace`` and
@@ -88,20 +88,20 @@ def _roi_align(input: Tensor, boxes: BoxesType, output_size, spatial_scale: floa
                              spatial_scale, sampling_ratio, aligned, backend, keep_channels_last)
         return out.to(input.dtype)
     _checks.same_dtype(input, "input", rois, "boxes")
-    if not keep_channels_last:
-        # torchvision's layout: NCHW output and input gradient (the copy's backward hands the
-        # NCHW gradient through unchanged)
-        input = input.contiguous()
+    keep_channels_last = bool(keep_channels_last)
 
     chosen = _backend.resolve(backend, input.device)
     if chosen == "reference":
         out = _reference.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
-        return out.contiguous(memory_format=torch.channels_last) if _checks.is_channels_last(input) else out
+        kept = keep_channels_last and _checks.is_channels_last(input)
+        return out.contiguous(memory_format=torch.channels_last) if kept else out
     if chosen == "triton":
         from dapo_fast.ops._triton import roi_align as _triton
 
-        return _triton.roi_align_triton(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
-    return torch.ops.dapo_fast.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
+        return _triton.roi_align_triton(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned,
+                                        keep_channels_last)
+    return torch.ops.dapo_fast.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned,
+                                         keep_channels_last)
 
 
 @torch.fx.wrap
@@ -139,10 +139,8 @@ def roi_align(input: Tensor, boxes: BoxesType, output_size: BroadcastingList2[in
         rois = boxes_to_rois(boxes, input)
     torch._assert(backend in ("auto", "cpu", "cuda"), "TorchScript runs the compiled kernel: backend must be "
                                                       "'auto', 'cpu' or 'cuda'")
-    if not keep_channels_last:
-        input = input.contiguous()
     return torch.ops.dapo_fast.roi_align(input, rois, spatial_scale, output_size[0], output_size[1], sampling_ratio,
-                                         aligned)
+                                         aligned, keep_channels_last)
 
 
 class RoIAlign(nn.Module):

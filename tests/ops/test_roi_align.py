@@ -84,14 +84,16 @@ def test_layouts(seed, poison, layout):
     torch.testing.assert_close(got_grad, want_grad, **TOL[torch.float32])
 
 
-@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_channels_last_layout_default_and_kept(seed, poison, backend):
     """Default: torchvision's layout (contiguous NCHW output and input gradient, so `.view` works);
     keep_channels_last=True: both stay channels_last (served in place). Same numbers either way."""
     x, rois = make(channels=19, num_rois=30)
-    xc = x.contiguous(memory_format=torch.channels_last)
     want = torchvision.ops.roi_align(x, rois, 7, 0.5, 2, True)
     want_grad = torchvision_grad_of_sum(x, rois)
+    device = "cuda" if backend == "cuda" else "cpu"
+    x, rois, want, want_grad = x.to(device), rois.to(device), want.to(device), want_grad.to(device)
+    xc = x.contiguous(memory_format=torch.channels_last)
     for upstream in ("dense", "expanded"):  # an expanded gradient (from .sum()) has no layout of its own
         for keep in (False, True):
             xi = xc.detach().clone().requires_grad_()
@@ -197,6 +199,7 @@ def test_opcheck(seed):
     samples = [
         (x, rois, 0.5, 3, 5, 2, True),
         (x.contiguous(memory_format=torch.channels_last), rois, 0.5, 7, 7, -1, False),
+        (x.contiguous(memory_format=torch.channels_last), rois, 0.5, 3, 5, 2, True, True),
         (x.double(), rois.double(), 1.0, 2, 2, 1, True),
         (x, rois[:0], 0.5, 3, 3, 2, True),
     ]
@@ -258,6 +261,19 @@ def test_triton_matches_reference(seed, channels_last):
         got, got_grad = fwd_bwd(roi_align, x, rois, (2, 3), 0.5, sampling_ratio, aligned, backend="triton")
         torch.testing.assert_close(got, want, **TOL[torch.float32])
         torch.testing.assert_close(got_grad, want_grad, **TOL[torch.float32])
+
+
+@pytest.mark.triton
+def test_triton_layouts_default_and_kept(seed):
+    x, rois = make(batch=2, channels=3, height=7, width=9, num_rois=5)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    want, want_grad = fwd_bwd(reference, x, rois, 0.5, 2, 3, 2, True)
+    for keep in (False, True):
+        got, got_grad = fwd_bwd(roi_align, xc, rois, (2, 3), 0.5, 2, True, backend="triton", keep_channels_last=keep)
+        torch.testing.assert_close(got, want, **TOL[torch.float32])
+        torch.testing.assert_close(got_grad, want_grad, **TOL[torch.float32])
+        layout = torch.channels_last if keep else torch.contiguous_format
+        assert got.is_contiguous(memory_format=layout) and got_grad.is_contiguous(memory_format=layout)
 
 
 @pytest.mark.triton

@@ -151,3 +151,10 @@ def test_cuda_matches_loop(seed):
     want_d, want_w = per_phrase_loop(boxes, scores)
     assert torch.equal(w.cpu(), want_w)
     torch.testing.assert_close(d.cpu(), want_d, **TOL[torch.float32])
+    # exclude_iou_one: exact duplicates of the pseudo box get weight 0 on the GPU too
+    rows = torch.arange(boxes.shape[0])
+    boxes[rows, 5] = boxes[rows, scores[:, 0].argmax(-1)]
+    want_d, want_w = self_taught_targets(boxes, scores, exclude_iou_one=True, backend="cpu")
+    d, w = self_taught_targets(boxes.cuda(), scores.cuda(), exclude_iou_one=True)
+    assert torch.equal(w.cpu(), want_w)
+    torch.testing.assert_close(d.cpu(), want_d, **TOL[torch.float32])

@@ -76,11 +76,10 @@ def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold:
         return _reference.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero), protocol)
     if protocol == "wwbl":
         gray_table = torch.from_numpy(_reference.wwbl_gray_table())
-        boxes = torch.ops.dapo_fast.heatmap_to_box_wwbl(heatmaps.cpu(), gray_table, rel_threshold, conf_threshold,
-                                                        WWBL_NMS_THRESHOLD)
-        return boxes.to(heatmaps.device)
+        return torch.ops.dapo_fast.heatmap_to_box_wwbl(heatmaps, gray_table, rel_threshold, conf_threshold,
+                                                       WWBL_NMS_THRESHOLD)
     return torch.ops.dapo_fast.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero))
 
 
 if _extension.HAS_C:
-    _meta.register(torch.ops.dapo_fast.heatmap_to_box.default)
+    _meta.register(torch.ops.dapo_fast.heatmap_to_box.default, torch.ops.dapo_fast.heatmap_to_box_wwbl.default)

@@ -9,6 +9,7 @@ import torchvision
 import dapo_fast
 from dapo_fast.ops import box_accuracy, heatmap_to_box
 from dapo_fast.ops._reference.heatmap_to_box import heatmap_to_box as reference
+from dapo_fast.ops._reference.heatmap_to_box import wwbl_gray_table
 from tests._helpers import compiled_matches_eager
 from tests.ops._heatmaps import blobs, mixed_maps
 
@@ -91,6 +92,9 @@ def test_opcheck(seed):
     maps = mixed_maps(6, 9, 13, g)
     torch.library.opcheck(torch.ops.dapo_fast.heatmap_to_box.default, (maps, 0.5, 0.5, False))
     torch.library.opcheck(torch.ops.dapo_fast.heatmap_to_box.default, (maps[:0], 0.5, 0.5, True))
+    table = torch.from_numpy(wwbl_gray_table())
+    for batch in (maps, maps[:0]):
+        torch.library.opcheck(torch.ops.dapo_fast.heatmap_to_box_wwbl.default, (batch, table, 0.5, 0.5, 0.05))
 
 
 def test_bad_inputs():
@@ -106,18 +110,26 @@ def test_bad_inputs():
         heatmap_to_box(torch.rand(2, 0, 4))
     with pytest.raises(RuntimeError, match="heatmaps"):
         torch.ops.dapo_fast.heatmap_to_box(torch.rand(4, 4), 0.5, 0.5, False)
+    with pytest.raises(ValueError, match="protocol"):
+        heatmap_to_box(torch.rand(1, 4, 4), protocol="opencv")
+    with pytest.raises(RuntimeError, match="gray_table"):
+        torch.ops.dapo_fast.heatmap_to_box_wwbl(torch.rand(1, 4, 4), torch.zeros(255, dtype=torch.uint8), 0.5, 0.5, 0.05)
+    with pytest.raises(RuntimeError, match="nms_threshold"):
+        torch.ops.dapo_fast.heatmap_to_box_wwbl(torch.rand(1, 4, 4), torch.zeros(256, dtype=torch.uint8), 0.5, 0.5, -1.0)
 
 
 @pytest.mark.slow
 def test_compile_fullgraph_eval(seed):
     """DAPO / WWbL bbox accuracy as an evaluation step, compiled: heatmaps resized to the image,
-    one box per map, IoU >= 0.5 with the ground truth."""
-    maps = mixed_maps(10, 12, 16, torch.Generator().manual_seed(seed))
-    want_boxes = reference(F.interpolate(maps[:, None], size=(30, 40), mode="bilinear", align_corners=False)[:, 0])
+    one box per map, IoU >= 0.5 with the ground truth. The maps are multiples of 2**-10 and the
+    resize doubles them (weights 1/4, 3/4), so the resized values are exact in float32 whatever
+    order inductor's resize sums in: the compiled boxes must then equal the eager ones exactly."""
+    maps = (mixed_maps(10, 12, 16, torch.Generator().manual_seed(seed)) * 1024).round() / 1024
+    want_boxes = reference(F.interpolate(maps[:, None], size=(24, 32), mode="bilinear", align_corners=False)[:, 0])
     gt = torch.where(torch.arange(10)[:, None] % 2 == 0, want_boxes, torch.tensor([0.0, 0.0, 1.0, 1.0]))
 
     def evaluate(heatmaps, gt_boxes):
-        resized = F.interpolate(heatmaps[:, None], size=(30, 40), mode="bilinear", align_corners=False)[:, 0]
+        resized = F.interpolate(heatmaps[:, None], size=(24, 32), mode="bilinear", align_corners=False)[:, 0]
         boxes = heatmap_to_box(resized)
         return boxes, box_accuracy(boxes, gt_boxes[:, None])
 
@@ -183,7 +195,7 @@ def test_wwbl_protocol_is_wwbls_generate_bbox_box_for_box(seed, backend, thresho
 def test_wwbl_gray_table_is_matplotlib_and_opencv():
     import cv2
 
-    from dapo_fast.ops._reference.heatmap_to_box import wwbl_gray, wwbl_gray_table
+    from dapo_fast.ops._reference.heatmap_to_box import wwbl_gray
 
     ramp = np.linspace(0, 1, 4097)[None]
     rgb = (__import__("matplotlib").colormaps["cubehelix"](ramp)[..., :3].astype("float32") * 255.0).astype("uint8")
@@ -200,6 +212,8 @@ def test_wwbl_protocol_hole_contours_and_flat_maps(backend):
     for m in (ring, torch.full((1, 5, 7), 3.0), torch.rand(1, 1, 1), torch.rand(1, 1, 9)):
         got = heatmap_to_box(m, protocol="wwbl", backend=backend)[0].tolist()
         assert got == wwbl_box(m[0].numpy())
+    # rel_threshold 1: no gray value above the cut, no contour, WWbL's default box
+    assert heatmap_to_box(ring, 1.0, protocol="wwbl", backend=backend)[0].tolist() == wwbl_box(ring[0].numpy(), 1.0)
     assert heatmap_to_box(torch.full((1, 5, 7), 3.0), protocol="wwbl", backend=backend).tolist() == [[0, 0, 1, 1]]
     nan = torch.rand(1, 6, 6)
     nan[0, 1, 1] = float("nan")
@@ -211,3 +225,6 @@ def test_cuda_matches_reference(seed):
     maps = mixed_maps(60, 37, 45, torch.Generator().manual_seed(seed))
     assert torch.equal(heatmap_to_box(maps.cuda()).cpu(), reference(maps))
     torch.library.opcheck(torch.ops.dapo_fast.heatmap_to_box.default, (maps.cuda(), 0.5, 0.5, False))
+    # protocol="wwbl": boxed on the host (torch's CPU sort orders its NMS), returned on the device
+    got = heatmap_to_box(maps.cuda(), protocol="wwbl")
+    assert got.is_cuda and torch.equal(got.cpu(), reference(maps, protocol="wwbl"))

@@ -128,7 +128,7 @@ void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64
       for (int64_t x = 0; x < out_w; ++x) consider(y, x);
   };
 
-  if (has_nan || !(best_src > -INFINITY)) {
+  if (has_nan || !std::isfinite(best_src) || !std::isfinite(lowest)) {  // no finite margin to prune with
     full_scan();
   } else {
     const double max_abs = std::fabs(best_src) > std::fabs(lowest) ? std::fabs(best_src) : std::fabs(lowest);

@@ -1,8 +1,10 @@
 // Bilinear resize rule of resized_argmax, shared by the CPU and CUDA kernels.
 //
-// It is torch's / OpenCV's align_corners=False rule: output index d reads source coordinate
-// (d + 0.5) * in / out - 0.5 clamped at 0, taps floor(src) and floor(src) + 1 (the last row/column
-// taps itself with weight 0 on the missing neighbour). Everything is double and written in one
+// By default it is torch's / OpenCV's align_corners=False rule: output index d reads source
+// coordinate (d + 0.5) * in / out - 0.5 clamped at 0; with align_corners (torch's
+// align_corners=True, PCNet's evaluation) it reads d * (in - 1) / (out - 1) (0 for out == 1).
+// Taps floor(src) and floor(src) + 1 (the last row/column taps itself with weight 0 on the missing
+// neighbour). Everything is double and written in one
 // fixed order, an interpolation along x then one along y, so every backend and the reference
 // (dapo_fast/ops/_reference/pointing_game.py) round identically. Each interpolation is exact where
 // it reads one value (see lerp): pixels whose values are mathematically equal because they read
@@ -21,10 +23,17 @@ struct Tap {
   double w_high;
 };
 
-HOST_DEVICE Tap axis_tap(long long dst, long long out_size, long long in_size) {
-  const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
-  double src = (static_cast<double>(dst) + 0.5) * scale - 0.5;
-  if (src < 0.0) src = 0.0;
+HOST_DEVICE Tap axis_tap(long long dst, long long out_size, long long in_size, bool align_corners) {
+  double src;
+  if (align_corners) {  // torch's scale (in - 1) / (out - 1), then scale * d
+    const double scale =
+        out_size > 1 ? static_cast<double>(in_size - 1) / static_cast<double>(out_size - 1) : 0.0;
+    src = scale * static_cast<double>(dst);
+  } else {
+    const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
+    src = (static_cast<double>(dst) + 0.5) * scale - 0.5;
+    if (src < 0.0) src = 0.0;
+  }
   Tap t;
   t.low = static_cast<int>(src);
   if (t.low > in_size - 1) t.low = static_cast<int>(in_size - 1);

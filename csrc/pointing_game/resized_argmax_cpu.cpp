@@ -86,7 +86,8 @@ inline double row_max(const double* x, int64_t n, bool& nan, double& lowest) {
 }
 
 template <typename scalar_t>
-void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64_t out_w, int64_t* out,
+void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64_t out_w, bool align_corners,
+                 int64_t* out,
                  std::vector<double>& row_best, std::vector<Tap>& ty, std::vector<Tap>& tx, std::vector<int>& row_first,
                  std::vector<int>& row_last, std::vector<int>& col_first, std::vector<int>& col_last) {
   // one vectorised pass: the maximum of every row (and whether there is a NaN)
@@ -100,8 +101,8 @@ void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64
   }
   ty.resize(out_h);
   tx.resize(out_w);
-  for (int64_t y = 0; y < out_h; ++y) ty[y] = axis_tap(y, out_h, h);
-  for (int64_t x = 0; x < out_w; ++x) tx[x] = axis_tap(x, out_w, w);
+  for (int64_t y = 0; y < out_h; ++y) ty[y] = axis_tap(y, out_h, h, align_corners);
+  for (int64_t x = 0; x < out_w; ++x) tx[x] = axis_tap(x, out_w, w, align_corners);
 
   auto value_at = [&](int64_t y, int64_t x) {
     const Tap& a = ty[y];
@@ -143,8 +144,10 @@ void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64
       }
     }
     // the output pixels whose sample point is nearest the source peak (3x3 around it)
-    auto nearest = [](int64_t src, int64_t in, int64_t out) {
-      const double d = (static_cast<double>(src) + 0.5) * static_cast<double>(out) / static_cast<double>(in) - 0.5;
+    auto nearest = [align_corners](int64_t src, int64_t in, int64_t out) {
+      const double d = !align_corners ? (static_cast<double>(src) + 0.5) * static_cast<double>(out) / in - 0.5
+                       : in > 1       ? static_cast<double>(src) * static_cast<double>(out - 1) / (in - 1)
+                                      : 0.0;
       const int64_t v = static_cast<int64_t>(d + 0.5);
       return v < 0 ? int64_t(0) : (v > out - 1 ? out - 1 : v);
     };
@@ -196,8 +199,8 @@ void CpuKernels::run(const ResizedArgmax& p) {
       std::vector<Tap> ty, tx;
       std::vector<int> rf, rl, cf, cl;
       for (int64_t i = begin; i < end; ++i)
-        peak_of_map(maps + i * h * w, h, w, size_ptr[2 * i], size_ptr[2 * i + 1], out_ptr + 2 * i, row_best, ty, tx, rf,
-                    rl, cf, cl);
+        peak_of_map(maps + i * h * w, h, w, size_ptr[2 * i], size_ptr[2 * i + 1], p.align_corners, out_ptr + 2 * i,
+                    row_best, ty, tx, rf, rl, cf, cl);
     });
   });
 }

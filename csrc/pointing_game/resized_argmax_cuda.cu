@@ -26,7 +26,7 @@ struct Wins {
 
 template <typename scalar_t>
 __global__ void resized_argmax_kernel(const scalar_t* __restrict__ maps, const int64_t* __restrict__ sizes,
-                                      int64_t* __restrict__ out, long long h, long long w) {
+                                      int64_t* __restrict__ out, long long h, long long w, bool align_corners) {
   __shared__ double sv[kBlock];
   __shared__ long long si[kBlock];
   const long long n = blockIdx.x;
@@ -35,8 +35,8 @@ __global__ void resized_argmax_kernel(const scalar_t* __restrict__ maps, const i
   double best = 0.0;
   long long best_i = -1;
   for (long long idx = threadIdx.x; idx < out_h * out_w; idx += blockDim.x) {
-    const Tap ty = axis_tap(idx / out_w, out_h, h);
-    const Tap tx = axis_tap(idx % out_w, out_w, w);
+    const Tap ty = axis_tap(idx / out_w, out_h, h, align_corners);
+    const Tap tx = axis_tap(idx % out_w, out_w, w, align_corners);
     const double v = bilinear(ty, tx, (double)to_acc(src[ty.low * w + tx.low]), (double)to_acc(src[ty.low * w + tx.high]),
                               (double)to_acc(src[ty.high * w + tx.low]), (double)to_acc(src[ty.high * w + tx.high]));
     if (Wins()(v, idx, best, best_i)) best = v, best_i = idx;
@@ -52,12 +52,12 @@ __global__ void resized_argmax_kernel(const scalar_t* __restrict__ maps, const i
 }  // namespace
 
 void resized_argmax_cuda_launch(DType dtype, const void* heatmaps, const int64_t* sizes, int64_t* out, int64_t n,
-                                int64_t h, int64_t w, void* stream) {
+                                int64_t h, int64_t w, bool align_corners, void* stream) {
   if (n == 0) return;
   dispatch_dtype(dtype, [&](auto tag) {
     using scalar_t = decltype(tag);
     resized_argmax_kernel<scalar_t><<<grid_of(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<const scalar_t*>(heatmaps), sizes, out, h, w);
+        static_cast<const scalar_t*>(heatmaps), sizes, out, h, w, align_corners);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }

@@ -17,7 +17,7 @@ struct CudaKernels {
     c10::cuda::CUDAGuard guard(heatmaps.device());
     resized_argmax_cuda_launch(cuda_dtype(heatmaps), heatmaps.data_ptr(), p.sizes.data_ptr<int64_t>(),
                                p.out.data_ptr<int64_t>(), heatmaps.size(0), heatmaps.size(1), heatmaps.size(2),
-                               current_cuda_stream());
+                               p.align_corners, current_cuda_stream());
   }
 };
 

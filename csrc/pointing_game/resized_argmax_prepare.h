@@ -25,10 +25,11 @@ struct ResizedArgmax {
   at::Tensor sizes;       // contiguous int64 [N, 2] on the heatmaps' device
   at::Tensor host_sizes;  // the same on the CPU (sizes itself for CPU inputs)
   at::Tensor out;         // [N, 2] int64
+  bool align_corners = false;  // torch's align_corners=True resize rule
   bool done = false;      // no map
 };
 
-inline ResizedArgmax prepare_resized_argmax(const at::Tensor& heatmaps, const at::Tensor& sizes) {
+inline ResizedArgmax prepare_resized_argmax(const at::Tensor& heatmaps, const at::Tensor& sizes, bool align_corners) {
   check_resized_argmax_args(heatmaps, sizes);
   // the kernels index source and output rows / columns with int
   checked_int(heatmaps.size(1), "heatmaps height", 0);
@@ -48,13 +49,14 @@ inline ResizedArgmax prepare_resized_argmax(const at::Tensor& heatmaps, const at
                 ") for map ", i);
   }
   p.out = at::empty({n, 2}, heatmaps.options().dtype(at::kLong));
+  p.align_corners = align_corners;
   p.done = n == 0;
   return p;
 }
 
 template <typename Kernels>
-at::Tensor resized_argmax_entry(const at::Tensor& heatmaps, const at::Tensor& sizes) {
-  const ResizedArgmax p = prepare_resized_argmax(heatmaps, sizes);
+at::Tensor resized_argmax_entry(const at::Tensor& heatmaps, const at::Tensor& sizes, bool align_corners) {
+  const ResizedArgmax p = prepare_resized_argmax(heatmaps, sizes, align_corners);
   if (!p.done) Kernels::run(p);
   return p.out;
 }

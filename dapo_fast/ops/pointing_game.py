@@ -7,6 +7,9 @@ align_corners=False rule, computed in float64) but only where the peak can be, s
 
 Tie rule: among equal maxima of the resized map the first in row-major order wins (what
 ``argmax`` of the resized map gives). A flat map therefore points at (0, 0).
+
+``align_corners=True`` resizes with torch's ``align_corners=True`` rule instead (source coordinate
+d * (in - 1) / (out - 1)): what PCNet's public evaluation of PointM does before its argmax.
 """
 from typing import Sequence, Union
 
@@ -35,12 +38,13 @@ def _sizes_tensor(sizes, name: str, n: int, device: torch.device) -> Tensor:
     return sizes.to(device=device, dtype=torch.int64)
 
 
-def resized_argmax(heatmaps: Tensor, sizes, *, backend: str = "auto") -> Tensor:
+def resized_argmax(heatmaps: Tensor, sizes, *, align_corners: bool = False, backend: str = "auto") -> Tensor:
     """(row, col) of the maximum of each heatmap resized bilinearly to its own size.
 
     Args:
         heatmaps: Tensor[N, h, w], any float dtype (computed in float64).
         sizes: Tensor[N, 2] (or one (height, width) pair for all) output sizes, positive ints.
+        align_corners: torch's align_corners=True resize rule (default: torch's / OpenCV's False).
         backend: "auto" | "cpu" | "cuda" | "reference".
 
     Returns:
@@ -52,8 +56,8 @@ def resized_argmax(heatmaps: Tensor, sizes, *, backend: str = "auto") -> Tensor:
         raise ValueError(f"heatmaps must have a non-empty map size, got {tuple(heatmaps.shape)}")
     chosen = _backend.resolve(backend, heatmaps.device, has_triton=False)
     if chosen == "reference":
-        return _reference.resized_argmax(heatmaps, sizes)
-    return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes)
+        return _reference.resized_argmax(heatmaps, sizes, bool(align_corners))
+    return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes, bool(align_corners))
 
 
 def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_peaks: bool = False,
@@ -83,12 +87,14 @@ def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_
 
 
 def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tensor]], *, return_peaks: bool = False,
-                        backend: str = "auto"):
+                        align_corners: bool = False, backend: str = "auto"):
     """PCNet's PointM: hit when the peak of the heatmap, resized to the mask, is inside the mask.
 
     Args:
         heatmaps: Tensor[N, h, w].
         gt_masks: Tensor[N, H, W] or a list of N Tensor[H_i, W_i] (bool or 0/1 numbers).
+        align_corners: resize with torch's align_corners=True rule, as PCNet's public evaluation
+            does (default: the align_corners=False rule of the pointing game).
 
     Returns:
         Tensor[N] bool (and the Tensor[N, 2] (row, col) peaks when return_peaks).
@@ -99,7 +105,7 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
         _checks.tensor(gt_masks, "gt_masks", dtypes=None)
         if gt_masks.dim() != 3 or gt_masks.shape[0] != n:
             raise ValueError(f"gt_masks must have shape [N, H, W] with N = {n}, got {tuple(gt_masks.shape)}")
-        peaks = resized_argmax(heatmaps, list(gt_masks.shape[1:]), backend=backend)
+        peaks = resized_argmax(heatmaps, list(gt_masks.shape[1:]), align_corners=align_corners, backend=backend)
         m = gt_masks.to(heatmaps.device)
         hits = m[torch.arange(n, device=m.device), peaks[:, 0], peaks[:, 1]] != 0
         return (hits, peaks) if return_peaks else hits
@@ -114,7 +120,7 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
         hits = torch.empty((0,), dtype=torch.bool, device=heatmaps.device)
         return (hits, peaks) if return_peaks else hits
     sizes = torch.tensor([list(m.shape) for m in gt_masks], dtype=torch.int64)
-    peaks = resized_argmax(heatmaps, sizes, backend=backend)
+    peaks = resized_argmax(heatmaps, sizes, align_corners=align_corners, backend=backend)
     flat = torch.cat([(m != 0).reshape(-1).to(heatmaps.device) for m in gt_masks])
     offsets = torch.cumsum(sizes[:, 0] * sizes[:, 1], 0) - sizes[:, 0] * sizes[:, 1]
     index = offsets.to(heatmaps.device) + peaks[:, 0] * sizes[:, 1].to(heatmaps.device) + peaks[:, 1]

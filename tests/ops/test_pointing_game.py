@@ -19,15 +19,56 @@ def random_sizes(n, low=3, high=70):
     return torch.randint(low, high, (n, 2))
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
 @pytest.mark.parametrize("shape", [(13, 17), (1, 1), (1, 9), (40, 40)])
-def test_resized_argmax_matches_reference(seed, dtype, shape):
+def test_resized_argmax_matches_reference(seed, dtype, shape, align_corners):
     g = torch.Generator().manual_seed(seed)
     maps = mixed_maps(24, *shape, g).to(dtype)
-    sizes = random_sizes(24)  # up- and down-sampling, odd sizes
-    want = ref.resized_argmax(maps, sizes)
-    assert torch.equal(resized_argmax(maps, sizes), want)
-    assert torch.equal(resized_argmax(maps.transpose(1, 2), sizes), ref.resized_argmax(maps.transpose(1, 2), sizes))
+    sizes = random_sizes(24, low=1)  # up- and down-sampling, odd sizes, single rows / columns
+    want = ref.resized_argmax(maps, sizes, align_corners)
+    assert torch.equal(resized_argmax(maps, sizes, align_corners=align_corners), want)
+    assert torch.equal(resized_argmax(maps.transpose(1, 2), sizes, align_corners=align_corners),
+                       ref.resized_argmax(maps.transpose(1, 2), sizes, align_corners))
+
+
+def test_reference_align_corners_resize_is_torchs(seed):
+    g = torch.Generator().manual_seed(seed)
+    maps = mixed_maps(12, 11, 14, g, dtype=torch.float64)
+    for m, (h, w) in zip(maps, random_sizes(12, low=1).tolist()):
+        torch.testing.assert_close(ref.bilinear_resize(m, h, w, align_corners=True),
+                                   F.interpolate(m[None, None], size=(h, w), mode="bilinear", align_corners=True)[0, 0],
+                                   rtol=0, atol=1e-12)
+
+
+def pcnet_point_m(heatmaps, masks):
+    """PCNet's public evaluation of PointM, restated: the response map upsampled to the mask with
+    F.interpolate(bilinear, align_corners=True), its argmax, a hit where the mask is set there."""
+    hits, peaks = [], []
+    for heatmap, mask in zip(heatmaps, masks):
+        up = F.interpolate(heatmap[None, None], size=tuple(mask.shape), mode="bilinear", align_corners=True)[0, 0]
+        flat = int(up.argmax())
+        peak = (flat // mask.shape[1], flat % mask.shape[1])
+        peaks.append(peak)
+        hits.append(bool(mask[peak]))
+    return torch.tensor(hits), torch.tensor(peaks)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_align_corners_reproduces_pcnets_point_m(seed, backend):
+    """align_corners=True is PCNet's PointM peak for peak (float64 maps without plateaus: the
+    restatement's argmax sees the same values); the default resize points elsewhere."""
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.stack([blobs(10, 10, 1 + i % 3, g, torch.float64) for i in range(20)])
+    maps = maps + 1e-3 * torch.rand(maps.shape, generator=g, dtype=torch.float64)
+    masks = []
+    for h, w in random_sizes(20, 40, 330).tolist():  # PCNet upsamples 10x10 maps to about 320
+        m = blobs(h, w, 2, g, torch.float64)
+        masks.append(m > 0.5 * m.max())
+    want_hits, want_peaks = pcnet_point_m(maps, masks)
+    hits, peaks = pointing_game_masks(maps, masks, return_peaks=True, align_corners=True, backend=backend)
+    assert torch.equal(peaks, want_peaks) and torch.equal(hits, want_hits)
+    assert not torch.equal(pointing_game_masks(maps, masks, return_peaks=True, backend=backend)[1], want_peaks)
 
 
 def test_reference_resize_is_torch_and_opencv_bilinear(seed):
@@ -50,6 +91,7 @@ def test_reference_resize_is_torch_and_opencv_bilinear(seed):
 def test_tie_rule_first_in_row_major_order(backend):
     flat = torch.full((1, 5, 6), 2.0)
     assert resized_argmax(flat, [13, 9], backend=backend).tolist() == [[0, 0]]
+    assert resized_argmax(flat, [13, 9], align_corners=True, backend=backend).tolist() == [[0, 0]]
     twin = torch.zeros(1, 4, 4)
     twin[0, 1, 3] = twin[0, 2, 0] = 1.0  # equal peaks: the upper one comes first
     assert resized_argmax(twin, [4, 4], backend=backend).tolist() == [[1, 3]]
@@ -142,12 +184,14 @@ def test_infinite_peak_is_the_first_pixel_reading_it(seed, backend):
         h, w = (int(v) for v in torch.randint(2, 10, (2,), generator=g))
         m = torch.rand(h, w, generator=g)
         m.view(-1)[torch.randperm(h * w, generator=g)[:1 + i % 3]] = float("inf")
-        height, width = (int(v) for v in torch.randint(2, 30, (2,), generator=g))
+        # no smaller than the map: some output pixel reads each source pixel (a downsample can skip the +inf)
+        height, width = int(torch.randint(h, 30, (), generator=g)), int(torch.randint(w, 30, (), generator=g))
         reads_inf = torch.zeros(height, width, dtype=torch.bool)
         for r, (y0, y1, fy) in enumerate(source_positions(height, h)):
             for c, (x0, x1, fx) in enumerate(source_positions(width, w)):
                 taps = [m[y0, x0]] + [m[y0, x1]] * (fx > 0) + [m[y1, x0]] * (fy > 0) + [m[y1, x1]] * (fx > 0 and fy > 0)
                 reads_inf[r, c] = any(t == float("inf") for t in taps)
+        assert reads_inf.any()
         want = int(reads_inf.reshape(-1).to(torch.int8).argmax())
         (row, col), = resized_argmax(m[None], [height, width], backend=backend).tolist()
         assert row * width + col == want
@@ -219,6 +263,7 @@ def test_empty_batch():
 def test_opcheck(seed):
     maps = torch.rand(5, 7, 9)
     torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps, torch.randint(1, 30, (5, 2))))
+    torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps, torch.randint(1, 30, (5, 2)), True))
     torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps[:0], torch.empty(0, 2, dtype=torch.long)))
 
 
@@ -268,4 +313,7 @@ def test_cuda_matches_reference(seed):
     maps = mixed_maps(30, 13, 17, torch.Generator().manual_seed(seed))
     sizes = random_sizes(30)
     assert torch.equal(resized_argmax(maps.cuda(), sizes.cuda()).cpu(), ref.resized_argmax(maps, sizes))
+    assert torch.equal(resized_argmax(maps.cuda(), sizes.cuda(), align_corners=True).cpu(),
+                       ref.resized_argmax(maps, sizes, True))
     torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps.cuda(), sizes.cuda()))
+    torch.library.opcheck(torch.ops.dapo_fast.resized_argmax.default, (maps.cuda(), sizes.cuda(), True))

@@ -3,7 +3,7 @@ pointing_game_masks (composites of tensor ops around it); no autograd (indices).
 import torch
 
 
-def fake_resized_argmax(heatmaps, sizes):
+def fake_resized_argmax(heatmaps, sizes, align_corners=False):
     torch._check(heatmaps.dim() == 3, lambda: "heatmaps must have 3 dimensions")
     return heatmaps.new_empty((heatmaps.shape[0], 2), dtype=torch.int64)
 

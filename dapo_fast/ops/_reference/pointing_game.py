@@ -1,8 +1,9 @@
 """Pointing game in plain PyTorch: the specification of the batched pointing-game ops.
 
 resized_argmax       peak (row, col) of each heatmap after a bilinear resize to its image size
-                     (OpenCV's / torch's align_corners=False rule), evaluated at every output
-                     pixel in float64. Tie rule: the first maximum in row-major order.
+                     (OpenCV's / torch's align_corners=False rule, or torch's align_corners=True),
+                     evaluated at every output pixel in float64. Tie rule: the first maximum in
+                     row-major order.
 pointing_game        the peak is inside any ground-truth box, bounds inclusive (WWbL's isCorrectHit)
 pointing_game_masks  the peak is inside the ground-truth mask (PCNet's PointM)
 
@@ -21,11 +22,16 @@ import torch
 from torch import Tensor
 
 
-def _axis_table(out_size: int, in_size: int):
-    """For each output index: the two source indices and their weights (torch/OpenCV bilinear rule)."""
-    scale = float(in_size) / float(out_size)
+def _axis_table(out_size: int, in_size: int, align_corners: bool = False):
+    """For each output index: the two source indices and their weights (torch's bilinear rule;
+    OpenCV's too when not align_corners)."""
     dst = torch.arange(out_size, dtype=torch.float64)
-    src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
+    if align_corners:
+        scale = float(in_size - 1) / float(out_size - 1) if out_size > 1 else 0.0
+        src = scale * dst
+    else:
+        scale = float(in_size) / float(out_size)
+        src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
     low = src.to(torch.int64).clamp(max=in_size - 1)
     high = torch.where(low < in_size - 1, low + 1, low)
     w_high = src - low.to(torch.float64)
@@ -40,22 +46,22 @@ def lerp(low: Tensor, high: Tensor, w_low: Tensor, w_high: Tensor) -> Tensor:
     return torch.where((w_high == 0) | (low == high), low, w_low * low + w_high * high)
 
 
-def bilinear_resize(heatmap: Tensor, height: int, width: int) -> Tensor:
+def bilinear_resize(heatmap: Tensor, height: int, width: int, align_corners: bool = False) -> Tensor:
     """[h, w] -> [height, width] float64: along x, then along y, each step a :func:`lerp`."""
     src = heatmap.to(torch.float64)
-    y0, y1, wy0, wy1 = _axis_table(height, src.shape[0])
-    x0, x1, wx0, wx1 = _axis_table(width, src.shape[1])
+    y0, y1, wy0, wy1 = _axis_table(height, src.shape[0], align_corners)
+    x0, x1, wx0, wx1 = _axis_table(width, src.shape[1], align_corners)
     top = lerp(src[y0][:, x0], src[y0][:, x1], wx0[None, :], wx1[None, :])
     bottom = lerp(src[y1][:, x0], src[y1][:, x1], wx0[None, :], wx1[None, :])
     return lerp(top, bottom, wy0[:, None], wy1[:, None])
 
 
-def resized_argmax(heatmaps: Tensor, sizes: Tensor) -> Tensor:
+def resized_argmax(heatmaps: Tensor, sizes: Tensor, align_corners: bool = False) -> Tensor:
     """heatmaps [N, h, w], sizes [N, 2] (height, width) -> [N, 2] int64 (row, col) in the resized map."""
     out = torch.empty((heatmaps.shape[0], 2), dtype=torch.int64)
     for i in range(heatmaps.shape[0]):
         height, width = int(sizes[i, 0]), int(sizes[i, 1])
-        resized = bilinear_resize(heatmaps[i].cpu(), height, width).reshape(-1)
+        resized = bilinear_resize(heatmaps[i].cpu(), height, width, align_corners).reshape(-1)
         nan = torch.isnan(resized)
         # first NaN, else the first maximum in row-major order (argmax of a 0/1 tensor: the first 1)
         flat = int(nan.to(torch.int8).argmax()) if nan.any() else int(torch.argmax(resized))
@@ -74,8 +80,8 @@ def pointing_game(heatmaps: Tensor, gt_boxes: Sequence[Tensor], image_sizes: Ten
     return torch.tensor(hits, dtype=torch.bool, device=heatmaps.device)
 
 
-def pointing_game_masks(heatmaps: Tensor, gt_masks: Sequence[Tensor]) -> Tensor:
+def pointing_game_masks(heatmaps: Tensor, gt_masks: Sequence[Tensor], align_corners: bool = False) -> Tensor:
     sizes = torch.tensor([list(m.shape) for m in gt_masks], dtype=torch.int64).reshape(-1, 2)
-    peaks = resized_argmax(heatmaps, sizes).cpu()
+    peaks = resized_argmax(heatmaps, sizes, align_corners).cpu()
     hits = [bool(m.cpu()[int(peaks[i, 0]), int(peaks[i, 1])]) for i, m in enumerate(gt_masks)]
     return torch.tensor(hits, dtype=torch.bool, device=heatmaps.device)

@@ -1,6 +1,6 @@
 """RoIAlign at ReIR's size: C4 map [10, 1024, 38, 50], 50 boxes per image of an 800x600 image.
-For a channels_last map, ours runs with torchvision's layout (the default: NCHW output and input
-gradient, a layout copy of the input) and with keep_channels_last=True (served in place)."""
+For a channels_last map, ours reads the map in place either way and runs with torchvision's layout
+(the default: NCHW output and input gradient) and with keep_channels_last=True (both channels_last)."""
 import torch
 
 from dapo_fast.bench.registry import Case, register

@@ -1,6 +1,7 @@
 // The one entry of heatmap_to_box, registered for CPU and CUDA alike (heatmap_to_box_entry<Kernels>):
 // checks (the same as the Python front's), contiguity, the output, then the device's kernel
-// (Kernels::run, in heatmap_to_box_cpu.cpp and heatmap_to_box_cuda_impl.cpp).
+// (Kernels::run, in heatmap_to_box_cpu.cpp and heatmap_to_box_cuda_impl.cpp). And the one entry of
+// heatmap_to_box_wwbl, the same for every device (its kernel in heatmap_to_box_wwbl_cpu.cpp).
 #pragma once
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -42,6 +43,47 @@ inline HeatmapToBox prepare_heatmap_to_box(const at::Tensor& heatmaps, double re
   return p;
 }
 
+// protocol="wwbl": the maps on the CPU (WWbL's NMS keeps the first of equal confidences in the order
+// torch's CPU sort leaves them, and so does the kernel, by calling that sort: CUDA maps are boxed on
+// the host and the boxes copied back).
+struct HeatmapToBoxWwbl {
+  at::Tensor heatmaps;    // contiguous [N, H, W] on the CPU
+  at::Tensor gray_table;  // contiguous uint8 [256] on the CPU
+  at::Tensor out;         // [N, 4] float32 on the CPU
+  double rel_threshold = 0, conf_threshold = 0, nms_threshold = 0;
+  bool done = false;      // no map
+};
+
+inline HeatmapToBoxWwbl prepare_heatmap_to_box_wwbl(const at::Tensor& heatmaps, const at::Tensor& gray_table,
+                                                    double rel_threshold, double conf_threshold,
+                                                    double nms_threshold) {
+  const HeatmapToBox plain = prepare_heatmap_to_box(heatmaps.cpu(), rel_threshold, conf_threshold, false);
+  TORCH_CHECK(gray_table.scalar_type() == at::kByte && gray_table.dim() == 1 && gray_table.size(0) == 256,
+              "gray_table must be a uint8 tensor of 256 entries, got ", gray_table.scalar_type(), " ",
+              gray_table.sizes());
+  TORCH_CHECK(nms_threshold >= 0.0, "nms_threshold must be >= 0, got ", nms_threshold);
+  HeatmapToBoxWwbl p;
+  p.heatmaps = plain.heatmaps;
+  p.gray_table = gray_table.cpu().contiguous();
+  p.out = plain.out;
+  p.rel_threshold = rel_threshold;
+  p.conf_threshold = conf_threshold;
+  p.nms_threshold = nms_threshold;
+  p.done = plain.done;
+  return p;
+}
+
+// Fills p.out (heatmap_to_box_wwbl_cpu.cpp).
+void heatmap_to_box_wwbl_boxes(const HeatmapToBoxWwbl& p);
+
+inline at::Tensor heatmap_to_box_wwbl_entry(const at::Tensor& heatmaps, const at::Tensor& gray_table,
+                                            double rel_threshold, double conf_threshold, double nms_threshold) {
+  const HeatmapToBoxWwbl p =
+      prepare_heatmap_to_box_wwbl(heatmaps, gray_table, rel_threshold, conf_threshold, nms_threshold);
+  if (!p.done) heatmap_to_box_wwbl_boxes(p);
+  return p.out.to(heatmaps.device());
+}
+
 template <typename Kernels>
 at::Tensor heatmap_to_box_entry(const at::Tensor& heatmaps, double rel_threshold, double conf_threshold,
                                 bool tozero) {
@@ -54,6 +96,7 @@ at::Tensor heatmap_to_box_entry(const at::Tensor& heatmaps, double rel_threshold
 template <typename Kernels>
 void register_heatmap_to_box(torch::Library& m) {
   m.impl("heatmap_to_box", &heatmap_to_box_entry<Kernels>);
+  m.impl("heatmap_to_box_wwbl", &heatmap_to_box_wwbl_entry);
 }
 
 }  // namespace dapo_fast

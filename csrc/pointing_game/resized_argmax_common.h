@@ -1,12 +1,15 @@
 // Bilinear resize rule of resized_argmax, shared by the CPU and CUDA kernels.
 //
-// align_corners=False (torch's / OpenCV's default): output index d reads source coordinate
-// (d + 0.5) * in / out - 0.5 clamped at 0. align_corners=True (PCNet's evaluation): d reads
-// d * (in - 1) / (out - 1) (0 when out == 1), so the corner samples of both grids coincide.
-// Taps floor(src) and floor(src) + 1 (the last row/column taps itself with weight 0 on the
-// missing neighbour), as torch's upsample_bilinear2d. Everything is double and written in one
-// fixed order, value = wy0 * (wx0 * a + wx1 * b) + wy1 * (wx0 * c + wx1 * d), so every backend and
-// the reference (dapo_fast/ops/_reference/) round identically.
+// By default it is torch's / OpenCV's align_corners=False rule: output index d reads source
+// coordinate (d + 0.5) * in / out - 0.5 clamped at 0; with align_corners (torch's
+// align_corners=True, PCNet's evaluation) it reads d * (in - 1) / (out - 1) (0 for out == 1).
+// Taps floor(src) and floor(src) + 1 (the last row/column taps itself with weight 0 on the missing
+// neighbour). Everything is double and written in one
+// fixed order, an interpolation along x then one along y, so every backend and the reference
+// (dapo_fast/ops/_reference/pointing_game.py) round identically. Each interpolation is exact where
+// it reads one value (see lerp): pixels whose values are mathematically equal because they read
+// equal taps (a plateau at the maximum, repeated rows or columns) are equal bit for bit, and the
+// tie rule then picks the first of them.
 #pragma once
 #include "../common/host_device.h"
 
@@ -22,9 +25,10 @@ struct Tap {
 
 HOST_DEVICE Tap axis_tap(long long dst, long long out_size, long long in_size, bool align_corners) {
   double src;
-  if (align_corners) {
-    const double scale = out_size > 1 ? static_cast<double>(in_size - 1) / static_cast<double>(out_size - 1) : 0.0;
-    src = static_cast<double>(dst) * scale;
+  if (align_corners) {  // torch's scale (in - 1) / (out - 1), then scale * d
+    const double scale =
+        out_size > 1 ? static_cast<double>(in_size - 1) / static_cast<double>(out_size - 1) : 0.0;
+    src = scale * static_cast<double>(dst);
   } else {
     const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
     src = (static_cast<double>(dst) + 0.5) * scale - 0.5;
@@ -44,11 +48,15 @@ HOST_DEVICE Tap axis_tap(long long dst, long long out_size, long long in_size, b
   return t;
 }
 
+// w_low * low + w_high * high, exact where it reads one value: low when w_high is 0 (a zero weight
+// reads nothing, so a +inf there makes no 0 * inf = NaN), the common value when low == high.
+HOST_DEVICE double lerp(double low, double high, double w_low, double w_high) {
+  return (w_high == 0.0 || low == high) ? low : w_low * low + w_high * high;
+}
+
 // a = (low row, low col), b = (low, high), c = (high, low), d = (high, high)
 HOST_DEVICE double bilinear(const Tap& ty, const Tap& tx, double a, double b, double c, double d) {
-  const double top = tx.w_low * a + tx.w_high * b;
-  const double bottom = tx.w_low * c + tx.w_high * d;
-  return ty.w_low * top + ty.w_high * bottom;
+  return lerp(lerp(a, b, tx.w_low, tx.w_high), lerp(c, d, tx.w_low, tx.w_high), ty.w_low, ty.w_high);
 }
 
 // Running maximum with the tie rule: the smallest row-major index among equal maxima.

@@ -86,7 +86,8 @@ inline double row_max(const double* x, int64_t n, bool& nan, double& lowest) {
 }
 
 template <typename scalar_t>
-void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64_t out_w, bool align_corners, int64_t* out,
+void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64_t out_w, bool align_corners,
+                 int64_t* out,
                  std::vector<double>& row_best, std::vector<Tap>& ty, std::vector<Tap>& tx, std::vector<int>& row_first,
                  std::vector<int>& row_last, std::vector<int>& col_first, std::vector<int>& col_last) {
   // one vectorised pass: the maximum of every row (and whether there is a NaN)
@@ -128,7 +129,7 @@ void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64
       for (int64_t x = 0; x < out_w; ++x) consider(y, x);
   };
 
-  if (has_nan || !(best_src > -INFINITY)) {
+  if (has_nan || !std::isfinite(best_src) || !std::isfinite(lowest)) {  // no finite margin to prune with
     full_scan();
   } else {
     const double max_abs = std::fabs(best_src) > std::fabs(lowest) ? std::fabs(best_src) : std::fabs(lowest);
@@ -142,12 +143,11 @@ void peak_of_map(const scalar_t* map, int64_t h, int64_t w, int64_t out_h, int64
         break;
       }
     }
-    // the output pixels whose sample point is nearest the source peak (3x3 around it); any output
-    // pixel gives a valid lower bound, a near one a tight bound
+    // the output pixels whose sample point is nearest the source peak (3x3 around it)
     auto nearest = [align_corners](int64_t src, int64_t in, int64_t out) {
-      const double d = align_corners
-                           ? (in > 1 ? static_cast<double>(src) * static_cast<double>(out - 1) / static_cast<double>(in - 1) : 0.0)
-                           : (static_cast<double>(src) + 0.5) * static_cast<double>(out) / static_cast<double>(in) - 0.5;
+      const double d = !align_corners ? (static_cast<double>(src) + 0.5) * static_cast<double>(out) / in - 0.5
+                       : in > 1       ? static_cast<double>(src) * static_cast<double>(out - 1) / (in - 1)
+                                      : 0.0;
       const int64_t v = static_cast<int64_t>(d + 0.5);
       return v < 0 ? int64_t(0) : (v > out - 1 ? out - 1 : v);
     };
@@ -189,7 +189,6 @@ struct CpuKernels {
 
 void CpuKernels::run(const ResizedArgmax& p) {
   const at::Tensor& heatmaps = p.heatmaps;
-  const bool align_corners = p.align_corners;
   const int64_t n = heatmaps.size(0), h = heatmaps.size(1), w = heatmaps.size(2);
   const int64_t* size_ptr = p.host_sizes.data_ptr<int64_t>();
   int64_t* out_ptr = p.out.data_ptr<int64_t>();
@@ -200,7 +199,7 @@ void CpuKernels::run(const ResizedArgmax& p) {
       std::vector<Tap> ty, tx;
       std::vector<int> rf, rl, cf, cl;
       for (int64_t i = begin; i < end; ++i)
-        peak_of_map(maps + i * h * w, h, w, size_ptr[2 * i], size_ptr[2 * i + 1], align_corners, out_ptr + 2 * i,
+        peak_of_map(maps + i * h * w, h, w, size_ptr[2 * i], size_ptr[2 * i + 1], p.align_corners, out_ptr + 2 * i,
                     row_best, ty, tx, rf, rl, cf, cl);
     });
   });

@@ -6,7 +6,8 @@
 
 namespace dapo_fast {
 
-// heatmaps [n, h, w] contiguous, sizes [n, 2] int64 on the device, out [n, 2] int64.
+// heatmaps [n, h, w] contiguous, sizes [n, 2] int64 on the device, out [n, 2] int64; align_corners
+// picks the resize rule (resized_argmax_common.h).
 void resized_argmax_cuda_launch(DType dtype, const void* heatmaps, const int64_t* sizes, int64_t* out, int64_t n,
                                 int64_t h, int64_t w, bool align_corners, void* stream);
 

@@ -25,7 +25,7 @@ struct ResizedArgmax {
   at::Tensor sizes;       // contiguous int64 [N, 2] on the heatmaps' device
   at::Tensor host_sizes;  // the same on the CPU (sizes itself for CPU inputs)
   at::Tensor out;         // [N, 2] int64
-  bool align_corners;     // the bilinear resize rule (see resized_argmax_common.h)
+  bool align_corners = false;  // torch's align_corners=True resize rule
   bool done = false;      // no map
 };
 
@@ -35,7 +35,6 @@ inline ResizedArgmax prepare_resized_argmax(const at::Tensor& heatmaps, const at
   checked_int(heatmaps.size(1), "heatmaps height", 0);
   checked_int(heatmaps.size(2), "heatmaps width", 0);
   ResizedArgmax p;
-  p.align_corners = align_corners;
   p.heatmaps = heatmaps.contiguous();
   p.sizes = sizes.contiguous();
   // checked on the host (a copy of N x 2 values for CUDA inputs) so an error names the map
@@ -50,6 +49,7 @@ inline ResizedArgmax prepare_resized_argmax(const at::Tensor& heatmaps, const at
                 ") for map ", i);
   }
   p.out = at::empty({n, 2}, heatmaps.options().dtype(at::kLong));
+  p.align_corners = align_corners;
   p.done = n == 0;
   return p;
 }

@@ -255,11 +255,14 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
   });
 }
 
-// input is NHWC in memory; out is [K, PH, PW, C].
+// input is NHWC in memory; out is [K, PH, PW, C] when out_nhwc, else [K, C, PH, PW] (each task's
+// channel vectors stored with the stride of the layout).
 template <typename scalar_t>
 void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, double scale,
-                  int sampling_ratio, bool aligned) {
+                  int sampling_ratio, bool aligned, bool out_nhwc) {
   using acc_t = at::opmath_type<scalar_t>;
+  const int64_t bins = s.pooled_h * s.pooled_w;
+  const int64_t channel_stride = out_nhwc ? 1 : bins, bin_stride = out_nhwc ? s.channels : 1;
   const ChannelSplit split(s.rois, s.channels);
   const int64_t blocks = split.blocks;
   at::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
@@ -285,8 +288,8 @@ void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
               accumulate(n, w, input + (row + t.cols.index[j]) * s.channels + c0, acc.data());
             }
           }
-          scalar_t* dst = out + ((r * s.pooled_h + ph) * s.pooled_w + pw) * s.channels + c0;
-          for (int64_t c = 0; c < n; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
+          scalar_t* dst = out + r * s.channels * bins + (ph * s.pooled_w + pw) * bin_stride + c0 * channel_stride;
+          for (int64_t c = 0; c < n; ++c) dst[c * channel_stride] = static_cast<scalar_t>(acc[c]);
         }
       }
     }
@@ -437,7 +440,7 @@ struct CpuKernels {
       check_batch_indices(rois, s.rois, input.size(0));
       if (p.channels_last) {
         forward_nhwc(input.data_ptr<scalar_t>(), rois, p.out_buffer.data_ptr<scalar_t>(), s, p.spatial_scale,
-                     p.sampling_ratio, p.aligned);
+                     p.sampling_ratio, p.aligned, p.out_channels_last);
       } else {
         forward_nchw(input.data_ptr<scalar_t>(), rois, p.out_buffer.data_ptr<scalar_t>(), s, input.size(0),
                      p.spatial_scale, p.sampling_ratio, p.aligned);

@@ -20,10 +20,11 @@ __device__ RoiGeometry<acc_t> load_geometry(const scalar_t* roi, const RoiAlignS
                              static_cast<int>(s.pooled_w), s.sampling_ratio, s.aligned);
 }
 
-// Splits a flat output index into (roi, channel, ph, pw) for either memory layout.
+// Splits a flat output (forward) or grad (backward) index into (roi, channel, ph, pw) for either
+// memory layout.
 __device__ void unravel(long long idx, const RoiAlignSizes& s, long long& k, long long& c, long long& ph,
                         long long& pw) {
-  if (s.channels_last) {
+  if (s.out_channels_last) {
     c = idx % s.channels;
     idx /= s.channels;
     pw = idx % s.pooled_w;

@@ -12,10 +12,11 @@ struct RoiAlignSizes {
   double spatial_scale;
   int sampling_ratio;
   bool aligned;
-  bool channels_last;  // input/output (forward) or grad/grad_input (backward) are NHWC in memory
+  bool channels_last;      // input (forward) or grad_input (backward) is NHWC in memory
+  bool out_channels_last;  // out (forward) or grad (backward) is [K, PH, PW, C] in memory
 };
 
-// out: [K, C, PH, PW] (or [K, PH, PW, C] when channels_last). A RoI whose batch index is
+// out: [K, C, PH, PW] (or [K, PH, PW, C] when out_channels_last). A RoI whose batch index is
 // outside [0, N) gets NaN, never an out-of-bounds read.
 void roi_align_forward_cuda_launch(DType dtype, const void* input, const void* rois, void* out,
                                    const RoiAlignSizes& s, void* stream);

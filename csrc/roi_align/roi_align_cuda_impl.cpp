@@ -17,7 +17,7 @@ struct CudaKernels {
     c10::cuda::CUDAGuard guard(input.device());
     const RoiAlignSizes s{p.rois.size(0), input.size(0), input.size(1), input.size(2), input.size(3),
                           p.pooled_height, p.pooled_width, p.spatial_scale, p.sampling_ratio, p.aligned,
-                          p.channels_last};
+                          p.channels_last, p.out_channels_last};
     roi_align_forward_cuda_launch(cuda_dtype(input), input.data_ptr(), p.rois.data_ptr(), p.out_buffer.data_ptr(),
                                   s, current_cuda_stream());
   }
@@ -25,7 +25,8 @@ struct CudaKernels {
   static void backward(const RoiAlignBackward& p) {
     c10::cuda::CUDAGuard guard(p.grad.device());
     const RoiAlignSizes s{p.rois.size(0), p.batch_size, p.channels, p.height, p.width, p.pooled_height,
-                          p.pooled_width, p.spatial_scale, p.sampling_ratio, p.aligned, p.channels_last};
+                          p.pooled_width, p.spatial_scale, p.sampling_ratio, p.aligned, p.channels_last,
+                          p.channels_last};  // grad_input takes grad's layout
     roi_align_backward_cuda_launch(cuda_dtype(p.grad), p.grad.data_ptr(), p.rois.data_ptr(), p.grad_input.data_ptr(),
                                    s, current_cuda_stream());
   }

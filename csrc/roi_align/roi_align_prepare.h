@@ -36,15 +36,17 @@ struct RoiAlignForward {
   bool aligned = false;
   at::Tensor input;       // contiguous in its own layout: NCHW, or NHWC when channels_last
   at::Tensor rois;        // contiguous [K, 5]
-  at::Tensor out_buffer;  // [K, C, PH, PW], or [K, PH, PW, C] when channels_last
+  at::Tensor out_buffer;  // [K, C, PH, PW], or [K, PH, PW, C] when out_channels_last
   at::Tensor out;         // out_buffer seen as [K, C, PH, PW]: what the op returns
-  bool channels_last = false;
+  bool channels_last = false;      // the input
+  bool out_channels_last = false;  // the output: a channels_last input's, when kept
   bool done = false;      // out already holds the answer (empty output, or no pixel to sample)
 };
 
 inline RoiAlignForward prepare_roi_align_forward(const at::Tensor& input, const at::Tensor& rois,
                                                  double spatial_scale, int64_t pooled_height, int64_t pooled_width,
-                                                 int64_t sampling_ratio, bool aligned) {
+                                                 int64_t sampling_ratio, bool aligned,
+                                                 bool keep_channels_last = false) {
   check_roi_align_args(input, "input", 4, rois, pooled_height, pooled_width, sampling_ratio);
   checked_int(input.size(2), "input height", 0);
   checked_int(input.size(3), "input width", 0);
@@ -55,13 +57,14 @@ inline RoiAlignForward prepare_roi_align_forward(const at::Tensor& input, const 
   p.sampling_ratio = static_cast<int>(sampling_ratio);
   p.aligned = aligned;
   p.channels_last = is_channels_last(input);
+  p.out_channels_last = p.channels_last && keep_channels_last;
   p.input = p.channels_last ? input : input.contiguous();
   p.rois = rois.contiguous();
   const int64_t k = p.rois.size(0), c = input.size(1);
   check_output_numel({k, c, pooled_height, pooled_width}, "the output [K, C, pooled_height, pooled_width]");
-  p.out_buffer = p.channels_last ? at::empty({k, pooled_height, pooled_width, c}, input.options())
-                                 : at::empty({k, c, pooled_height, pooled_width}, input.options());
-  p.out = p.channels_last ? p.out_buffer.permute({0, 3, 1, 2}) : p.out_buffer;
+  p.out_buffer = p.out_channels_last ? at::empty({k, pooled_height, pooled_width, c}, input.options())
+                                     : at::empty({k, c, pooled_height, pooled_width}, input.options());
+  p.out = p.out_channels_last ? p.out_buffer.permute({0, 3, 1, 2}) : p.out_buffer;
   if (p.out.numel() == 0) {
     p.done = true;
   } else if (input.size(2) == 0 || input.size(3) == 0) {  // no pixel to sample
@@ -130,9 +133,10 @@ inline RoiAlignBackward prepare_roi_align_backward(const at::Tensor& grad, const
 // into p.grad_input.
 template <typename Kernels>
 at::Tensor roi_align_entry(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                           int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned) {
-  const RoiAlignForward p =
-      prepare_roi_align_forward(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned);
+                           int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned,
+                           bool keep_channels_last) {
+  const RoiAlignForward p = prepare_roi_align_forward(input, rois, spatial_scale, pooled_height, pooled_width,
+                                                      sampling_ratio, aligned, keep_channels_last);
   if (!p.done) Kernels::forward(p);
   return p.out;
 }

@@ -8,11 +8,20 @@
 namespace dapo_fast {
 namespace self_taught_math {
 
+// When a proposal is a regression target of the pseudo ground truth.
+struct Rule {
+  double iou_threshold = 0, score_gap = 0;
+  bool exclude_iou_one = false;  // ReIR's code: a proposal with IoU exactly 1 is no target
+};
+
 // Proposal `box` (not the pseudo ground truth `gt` itself) is regressed towards gt when it
-// overlaps it by at least iou_threshold and scores at least score_gap below it.
+// overlaps it by at least iou_threshold and scores at least score_gap below it (and, with
+// exclude_iou_one, is not an exact match of it: IoU 1).
 template <typename T>
-HOST_DEVICE bool is_target(const T* box, const T* gt, T score, T best_score, T iou_threshold, T score_gap) {
-  return box_math::iou(box, gt) >= iou_threshold && best_score - score >= score_gap;
+HOST_DEVICE bool is_target(const T* box, const T* gt, T score, T best_score, const Rule& rule) {
+  const T overlap = box_math::iou(box, gt);
+  return overlap >= static_cast<T>(rule.iou_threshold) && !(rule.exclude_iou_one && overlap == T(1)) &&
+         best_score - score >= static_cast<T>(rule.score_gap);
 }
 
 }  // namespace self_taught_math

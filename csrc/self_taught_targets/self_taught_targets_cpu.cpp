@@ -21,7 +21,7 @@ void CpuKernels::run(const SelfTaughtTargets& prepared) {
   const at::Tensor &deltas = prepared.deltas, &weights = prepared.target_weights;
   const box_math::Weights& wt = prepared.weights;
   const int64_t b = boxes.size(0), j = boxes.size(1), p = scores.size(1);
-  const double iou_threshold = prepared.iou_threshold, score_gap = prepared.score_gap;
+  const self_taught_math::Rule& rule = prepared.rule;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, boxes.scalar_type(), "self_taught_targets_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* pbox = boxes.data_ptr<scalar_t>();
@@ -46,9 +46,8 @@ void CpuKernels::run(const SelfTaughtTargets& prepared) {
         for (int64_t k = 0; k < j; ++k) {
           acc_t box[4], d[4] = {0, 0, 0, 0};
           for (int c = 0; c < 4; ++c) box[c] = static_cast<acc_t>(bx[k * 4 + c]);
-          const bool keep = k != best && self_taught_math::is_target(box, gt, static_cast<acc_t>(s[k]), best_score,
-                                                                     static_cast<acc_t>(iou_threshold),
-                                                                     static_cast<acc_t>(score_gap));
+          const bool keep =
+              k != best && self_taught_math::is_target(box, gt, static_cast<acc_t>(s[k]), best_score, rule);
           if (keep) box_math::encode(box, gt, wt, d);
           scalar_t* out = pd + (bp * j + k) * 4;
           for (int c = 0; c < 4; ++c) out[c] = static_cast<scalar_t>(d[c]);

@@ -13,7 +13,7 @@ namespace {
 
 template <typename scalar_t>
 __global__ void self_taught_kernel(const scalar_t* boxes, const scalar_t* scores, scalar_t* deltas, scalar_t* weights,
-                                   long long b, long long p, long long j, double iou_threshold, double score_gap,
+                                   long long b, long long p, long long j, self_taught_math::Rule rule,
                                    box_math::Weights wt) {
   using acc_t = typename AccType<scalar_t>::type;
   const long long bp = blockIdx.x * (long long)blockDim.x + threadIdx.x;
@@ -33,9 +33,7 @@ __global__ void self_taught_kernel(const scalar_t* boxes, const scalar_t* scores
   for (long long k = 0; k < j; ++k) {
     acc_t box[4], d[4] = {0, 0, 0, 0};
     load4(bx + k * 4, box);
-    const bool keep = k != best && self_taught_math::is_target(box, gt, to_acc(s[k]), best_score,
-                                                               static_cast<acc_t>(iou_threshold),
-                                                               static_cast<acc_t>(score_gap));
+    const bool keep = k != best && self_taught_math::is_target(box, gt, to_acc(s[k]), best_score, rule);
     if (keep) box_math::encode(box, gt, wt, d);
     store4(d, deltas + (bp * j + k) * 4);
     weights[bp * j + k] = from_acc<scalar_t>(acc_t(keep ? 1 : 0));
@@ -45,14 +43,14 @@ __global__ void self_taught_kernel(const scalar_t* boxes, const scalar_t* scores
 }  // namespace
 
 void self_taught_targets_cuda_launch(DType dtype, const void* boxes, const void* scores, void* deltas, void* weights,
-                                     int64_t b, int64_t p, int64_t j, double iou_threshold, double score_gap,
+                                     int64_t b, int64_t p, int64_t j, const self_taught_math::Rule& rule,
                                      const box_math::Weights& box_weights, void* stream) {
   if (b * p * j == 0) return;
   dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     self_taught_kernel<T><<<grid_covering(b * p, kBlock), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
         static_cast<const T*>(boxes), static_cast<const T*>(scores), static_cast<T*>(deltas), static_cast<T*>(weights),
-        b, p, j, iou_threshold, score_gap, box_weights);
+        b, p, j, rule, box_weights);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }

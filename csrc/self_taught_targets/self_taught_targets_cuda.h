@@ -4,12 +4,13 @@
 
 #include "../box_coder/box_coder_common.h"
 #include "../common/dtype.h"
+#include "self_taught_targets_common.h"
 
 namespace dapo_fast {
 
 // boxes [b, j, 4], scores [b, p, j] contiguous; deltas [b, p, j, 4], weights [b, p, j].
 void self_taught_targets_cuda_launch(DType dtype, const void* boxes, const void* scores, void* deltas, void* weights,
-                                     int64_t b, int64_t p, int64_t j, double iou_threshold, double score_gap,
+                                     int64_t b, int64_t p, int64_t j, const self_taught_math::Rule& rule,
                                      const box_math::Weights& box_weights, void* stream);
 
 }  // namespace dapo_fast

@@ -16,7 +16,7 @@ struct CudaKernels {
     c10::cuda::CUDAGuard guard(p.boxes.device());
     self_taught_targets_cuda_launch(cuda_dtype(p.boxes), p.boxes.data_ptr(), p.scores.data_ptr(), p.deltas.data_ptr(),
                                     p.target_weights.data_ptr(), p.boxes.size(0), p.scores.size(1), p.boxes.size(1),
-                                    p.iou_threshold, p.score_gap, p.weights, current_cuda_stream());
+                                    p.rule, p.weights, current_cuda_stream());
   }
 };
 

@@ -10,6 +10,7 @@
 
 #include "../box_coder/box_coder_prepare.h"
 #include "../common/checks.h"
+#include "self_taught_targets_common.h"
 
 namespace dapo_fast {
 
@@ -19,13 +20,13 @@ struct SelfTaughtTargets {
   at::Tensor deltas;  // [B, P, J, 4]
   at::Tensor target_weights;  // [B, P, J]: 1 where a proposal is a regression target
   box_math::Weights weights;
-  double iou_threshold = 0, score_gap = 0;
+  self_taught_math::Rule rule;
   bool done = false;  // empty output
 };
 
 inline SelfTaughtTargets prepare_self_taught_targets(const at::Tensor& boxes, const at::Tensor& scores,
                                                      double iou_threshold, double score_gap,
-                                                     c10::ArrayRef<double> weights) {
+                                                     c10::ArrayRef<double> weights, bool exclude_iou_one) {
   check_floating(boxes, "boxes");
   TORCH_CHECK(boxes.dim() == 3 && boxes.size(2) == 4, "boxes must have shape [B, J, 4], got ", boxes.sizes());
   check_floating(scores, "scores");
@@ -34,8 +35,7 @@ inline SelfTaughtTargets prepare_self_taught_targets(const at::Tensor& boxes, co
   check_same_device(boxes, "boxes", scores, "scores");
   SelfTaughtTargets p;
   p.weights = parse_weights(weights);
-  p.iou_threshold = iou_threshold;
-  p.score_gap = score_gap;
+  p.rule = {iou_threshold, score_gap, exclude_iou_one};
   p.boxes = boxes.contiguous();
   p.scores = scores.to(boxes.scalar_type()).contiguous();
   const int64_t b = boxes.size(0), j = boxes.size(1), n = scores.size(1);
@@ -48,8 +48,9 @@ inline SelfTaughtTargets prepare_self_taught_targets(const at::Tensor& boxes, co
 template <typename Kernels>
 std::tuple<at::Tensor, at::Tensor> self_taught_targets_entry(const at::Tensor& boxes, const at::Tensor& scores,
                                                              double iou_threshold, double score_gap,
-                                                             c10::ArrayRef<double> weights) {
-  const SelfTaughtTargets p = prepare_self_taught_targets(boxes, scores, iou_threshold, score_gap, weights);
+                                                             c10::ArrayRef<double> weights, bool exclude_iou_one) {
+  const SelfTaughtTargets p =
+      prepare_self_taught_targets(boxes, scores, iou_threshold, score_gap, weights, exclude_iou_one);
   if (!p.done) Kernels::run(p);
   return {p.deltas, p.target_weights};
 }

@@ -14,6 +14,11 @@ from dapo_fast.ops._reference.soft_iou import VARIANTS
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+class ShapeError(ValueError, AssertionError):
+    """A bad shape where the peer op (torchvision) asserts: code written against the peer catches
+    AssertionError, code written against us catches ValueError; both work."""
+
+
 def tensor(t, name: str, *, dim: Optional[int] = None, dtypes: Optional[Sequence[torch.dtype]] = FLOATING,
            device: Optional[torch.device] = None, shape: Optional[Sequence[Optional[int]]] = None) -> None:
     if not isinstance(t, torch.Tensor):

@@ -3,8 +3,12 @@
 Boxes are (x1, y1, x2, y2). As in torchvision: IoU = inter / (area_a + area_b - inter) with
 areas (x2 - x1) * (y2 - y1) (not clamped, so a degenerate box gives 0/0 = NaN against another
 degenerate box, and a reversed box a negative area), intersection clamped at 0.
+
+Result dtype, as torchvision's: float64 when either input is float64, else float32 (also for
+half/bfloat16 boxes, computed in float32, and for integer boxes, computed exactly in int64 and
+divided). Mixed dtypes are accepted. ``torch.jit.script(box_iou)`` works (it runs the formula).
 """
-from typing import Sequence, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -17,34 +21,57 @@ from dapo_fast.ops._reference import box_iou as _reference
 __all__ = ["box_iou", "box_accuracy"]
 
 
-def box_iou(a: Tensor, b: Tensor, *, backend: str = "auto") -> Tensor:
-    """Pairwise IoU.
+def _computable(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
+    """Both inputs in the dtype the IoU is computed in: float64 if either is float64, float32 for
+    the other floating dtypes, int64 for integer boxes (exact; the division then gives float32)."""
+    if a.is_floating_point() or b.is_floating_point():
+        dtype = torch.float64 if a.dtype == torch.float64 or b.dtype == torch.float64 else torch.float32
+    else:
+        dtype = torch.int64
+    return a.to(dtype), b.to(dtype)
 
-    Args:
-        a: Tensor[N, 4] or Tensor[B, N, 4].
-        b: Tensor[M, 4] or Tensor[B, M, 4] (same rank and batch size as ``a``), same dtype.
 
-    Returns:
-        Tensor[N, M] (or [B, N, M]) of a's dtype. The kernel has no backward: when a or b needs a
-        gradient, auto runs the (differentiable) reference.
-    """
-    _checks.tensor(a, "a")
-    _checks.tensor(b, "b", device=a.device)
+@torch.jit.unused
+def _box_iou(a: Tensor, b: Tensor, backend: str) -> Tensor:
+    for t, name in ((a, "a"), (b, "b")):
+        _checks.tensor(t, name, dtypes=None, device=a.device)
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
     if a.dim() not in (2, 3) or a.shape[-1] != 4:
         raise ValueError(f"a must have shape [N, 4] or [B, N, 4], got {tuple(a.shape)}")
     if b.dim() != a.dim() or b.shape[-1] != 4 or (a.dim() == 3 and b.shape[0] != a.shape[0]):
         raise ValueError(f"b must have shape {'[B, M, 4] with B = a.shape[0]' if a.dim() == 3 else '[M, 4]'} "
                          f"like a {tuple(a.shape)}, got {tuple(b.shape)}")
-    _checks.same_dtype(a, "a", b, "b")
+    a, b = _computable(a, b)
     needs_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
-    if needs_grad and backend == "auto":
-        backend = "reference"
+    if (needs_grad or not a.is_floating_point()) and backend == "auto":
+        backend = "reference"  # the kernel has no backward and takes floating boxes
     chosen = _backend.resolve(backend, a.device, has_triton=False)
     if chosen == "reference":
         return _reference.box_iou(a, b)
+    if not a.is_floating_point():
+        raise TypeError(f"backend={backend!r} takes floating boxes; integer boxes run the reference (backend='auto')")
     if a.dim() == 2:
         return torch.ops.dapo_fast.box_iou(a[None], b[None])[0]
     return torch.ops.dapo_fast.box_iou(a, b)
+
+
+def box_iou(a: Tensor, b: Tensor, backend: str = "auto") -> Tensor:
+    """Pairwise IoU.
+
+    Args:
+        a: Tensor[N, 4] or Tensor[B, N, 4].
+        b: Tensor[M, 4] or Tensor[B, M, 4] (same rank and batch size as ``a``).
+        backend: "auto" | "cpu" | "cuda" | "reference".
+
+    Returns:
+        Tensor[N, M] (or [B, N, M]), dtype as in the module docstring. The kernel has no backward:
+        when a or b needs a gradient, auto runs the (differentiable) reference.
+    """
+    if not torch.jit.is_scripting():
+        return _box_iou(a, b, backend)
+    a, b = _computable(a, b)
+    return _reference.box_iou(a, b)
 
 
 def box_accuracy(pred_boxes: Tensor, gt_boxes: Union[Tensor, Sequence[Tensor]], threshold: float = 0.5) -> Tensor:

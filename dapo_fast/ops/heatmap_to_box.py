@@ -1,6 +1,8 @@
-"""Heatmap -> box, WWbL's procedure (what DAPO's bbox accuracy uses), batched over maps.
+"""Heatmap -> box, batched over maps, by one of two protocols.
 
-Per map:
+``protocol="components"`` (the default): WWbL's procedure without its 8-bit and contour artefacts
+(what DAPO's bbox accuracy uses here). Per map:
+
 1. min-max normalise (a flat map is 1 everywhere: every pixel is the peak);
 2. keep the pixels with normalised heat >= rel_threshold (= rel_threshold * max, the max being 1);
 3. connected components of the kept pixels, 8-connectivity;
@@ -15,9 +17,20 @@ Per map:
 Tie rule: a component whose confidence equals conf_threshold * max exactly is dropped; equal
 confidences are all kept. Confidences are float64 sums; a component within ~1e-15 (relative) of
 the cut may fall differently between backends (never seen on the test maps).
-Differences from the original code (documented, on purpose): no colormap/uint8 quantisation,
-connected components instead of RETR_TREE contours (hole contours add no box), no NMS.
-A map containing NaN gives a NaN box.
+Differences from WWbL's code (on purpose): no colormap/uint8 quantisation, connected components
+instead of RETR_TREE contours (hole contours add no box), no NMS.
+
+``protocol="wwbl"``: WWbL's ``generate_bbox`` and the union of its boxes (its evaluation), box for
+box: the map through matplotlib's 'cubehelix' colormap to an 8-bit gray image, gray values >
+int(rel_threshold * max gray) kept, every contour (hole contours included) with its bounding
+rectangle and mean-gray confidence, NMS at IoU 0.05 over WWbL's (x, y, w, h) tuples read as corner
+boxes, then the survivors with confidence > conf_threshold * the largest confidence, united. The
+steps are spelled out in ``dapo_fast/ops/_reference/heatmap_to_box.py``. A flat map gives WWbL's
+(0, 0, 1, 1); ``tozero`` does not apply (WWbL's gray map is always cut to zero). Use it to report
+numbers comparable with WWbL's and DAPO's papers. CPU kernel (CUDA tensors are boxed on the CPU:
+the NMS orders equal confidences by torch's CPU sort, as WWbL's code does).
+
+A map containing NaN gives a NaN box (both protocols).
 """
 import torch
 from torch import Tensor
@@ -26,20 +39,23 @@ from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
 from dapo_fast.ops._meta import heatmap_to_box as _meta
 from dapo_fast.ops._reference import heatmap_to_box as _reference
+from dapo_fast.ops._reference.heatmap_to_box import PROTOCOLS, WWBL_NMS_THRESHOLD
 
 __all__ = ["heatmap_to_box"]
 
 
 def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold: float = 0.5, *,
-                   tozero: bool = False, backend: str = "auto") -> Tensor:
+                   tozero: bool = False, protocol: str = "components", backend: str = "auto") -> Tensor:
     """One box per heatmap (see the module docstring for the exact procedure).
 
     Args:
         heatmaps: Tensor[N, h, w], any float dtype (computed in float64).
-        rel_threshold: in [0, 1], pixels kept at normalised heat >= rel_threshold.
-        conf_threshold: >= 0, components kept at confidence > conf_threshold * max confidence.
-        tozero: score sub-threshold pixels of a box as 0 (the original code's form).
-        backend: "auto" | "cpu" | "reference" (OpenCV, one map at a time).
+        rel_threshold: in [0, 1], pixels kept at normalised heat >= rel_threshold (components) or
+            gray > int(rel_threshold * max gray) (wwbl).
+        conf_threshold: >= 0, boxes kept at confidence > conf_threshold * max confidence.
+        tozero: score sub-threshold pixels of a box as 0 (components protocol).
+        protocol: "components" (default) | "wwbl" (WWbL's generate_bbox, box for box).
+        backend: "auto" | "cpu" | "cuda" | "reference" (OpenCV, one map at a time).
 
     Returns:
         Tensor[N, 4] float32 (x1, y1, x2, y2) in heatmap pixels, x2/y2 exclusive.
@@ -51,13 +67,19 @@ def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold:
         raise ValueError(f"rel_threshold must be in [0, 1], got {rel_threshold}")
     if not conf_threshold >= 0.0:
         raise ValueError(f"conf_threshold must be >= 0, got {conf_threshold}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if heatmaps.shape[0] and (heatmaps.shape[1] == 0 or heatmaps.shape[2] == 0):
         raise ValueError(f"heatmaps must have a non-empty map size, got {tuple(heatmaps.shape)}")
     chosen = _backend.resolve(backend, heatmaps.device, has_triton=False)
     if chosen == "reference":
-        return _reference.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero))
+        return _reference.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero), protocol)
+    if protocol == "wwbl":
+        gray_table = torch.from_numpy(_reference.wwbl_gray_table())
+        return torch.ops.dapo_fast.heatmap_to_box_wwbl(heatmaps, gray_table, rel_threshold, conf_threshold,
+                                                       WWBL_NMS_THRESHOLD)
     return torch.ops.dapo_fast.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero))
 
 
 if _extension.HAS_C:
-    _meta.register(torch.ops.dapo_fast.heatmap_to_box.default)
+    _meta.register(torch.ops.dapo_fast.heatmap_to_box.default, torch.ops.dapo_fast.heatmap_to_box_wwbl.default)

@@ -13,6 +13,9 @@ inside under one rule and outside under the other.
 
 Tie rule: among equal maxima of the resized map the first in row-major order wins (what
 ``argmax`` of the resized map gives). A flat map therefore points at (0, 0).
+
+``align_corners=True`` resizes with torch's ``align_corners=True`` rule instead (source coordinate
+d * (in - 1) / (out - 1)): what PCNet's public evaluation of PointM does before its argmax.
 """
 from typing import Sequence, Union
 
@@ -47,7 +50,7 @@ def resized_argmax(heatmaps: Tensor, sizes, *, align_corners: bool = False, back
     Args:
         heatmaps: Tensor[N, h, w], any float dtype (computed in float64).
         sizes: Tensor[N, 2] (or one (height, width) pair for all) output sizes, positive ints.
-        align_corners: the resize rule (module docstring).
+        align_corners: torch's align_corners=True resize rule (default: torch's / OpenCV's False).
         backend: "auto" | "cpu" | "cuda" | "reference".
 
     Returns:
@@ -61,8 +64,8 @@ def resized_argmax(heatmaps: Tensor, sizes, *, align_corners: bool = False, back
         raise TypeError(f"align_corners must be a bool, got {type(align_corners).__name__}")
     chosen = _backend.resolve(backend, heatmaps.device, has_triton=False)
     if chosen == "reference":
-        return _reference.resized_argmax(heatmaps, sizes, align_corners)
-    return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes, align_corners)
+        return _reference.resized_argmax(heatmaps, sizes, bool(align_corners))
+    return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes, bool(align_corners))
 
 
 def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_peaks: bool = False,
@@ -98,7 +101,8 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
     Args:
         heatmaps: Tensor[N, h, w].
         gt_masks: Tensor[N, H, W] or a list of N Tensor[H_i, W_i] (bool or 0/1 numbers).
-        align_corners: the resize rule (module docstring); True reproduces PCNet's evaluation.
+        align_corners: resize with torch's align_corners=True rule, as PCNet's public evaluation
+            does (default: the align_corners=False rule of the pointing game).
 
     Returns:
         Tensor[N] bool (and the Tensor[N, 2] (row, col) peaks when return_peaks).

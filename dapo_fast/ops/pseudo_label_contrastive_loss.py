@@ -6,8 +6,10 @@ teacher_region[a,k]> / teacher_tau)`` over the valid regions of image b, and
 ``loss = -sum(pi * log_softmax(student))``. Modes (false negatives from
 :func:`~dapo_fast.ops.false_negative_mask`): "fne" drops ``fn_mask[b]`` regions from the student
 softmax, "fnc" adds them to the teacher's pseudo-label softmax. See
-``dapo_fast/ops/_reference/pseudo_label_contrastive_loss.py`` for the exact specification and
-MPL's public-code form (``pseudo_label_contrastive_loss_mpl_code_form``, the benchmark baseline).
+``dapo_fast/ops/_reference/pseudo_label_contrastive_loss.py`` for the exact specification.
+``pseudo_label_contrastive_loss_mpl_code_form`` computes what MPL's public code computes, quirks
+included (padded regions stay in the student's softmax, false negatives only for the first 10
+phrases of each image): the form for MPL's own numbers, and the benchmark baseline.
 
 How the CPU/CUDA kernels run: phrase rows are processed in tiles of whole images; each tile's
 logits against all B*K regions come from one BLAS call, the masked softmaxes, the loss and

@@ -6,7 +6,10 @@ weight 1 and deltas = box_encode(boxes[b, j], boxes[b, j*]), when
 
     IoU(boxes[b, j], boxes[b, j*]) >= iou_threshold   and   scores[b, p, j*] - scores[b, p, j] >= score_gap
 
-and has weight 0 and zero deltas otherwise (j* itself included). Targets: no autograd.
+and has weight 0 and zero deltas otherwise (j* itself included). ReIR's public code also gives
+weight 0 to every proposal whose IoU with j* is exactly 1 (``proposals_ious[proposals_ious == 1] =
+0``: an exact duplicate of the pseudo box is never regressed); ``exclude_iou_one=True`` does the
+same (the IoU is computed in boxes' dtype, as there). Targets: no autograd.
 Backends ``cpu`` (C++), ``cuda``, ``reference``.
 """
 from typing import Sequence, Tuple
@@ -26,12 +29,15 @@ self_taught_targets_reir_code_form = _reference.self_taught_targets_reir_code_fo
 
 
 def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.6, score_gap: float = 0.1,
-                        weights: Sequence[float] = DEFAULT_WEIGHTS, *, backend: str = "auto") -> Tuple[Tensor, Tensor]:
+                        weights: Sequence[float] = DEFAULT_WEIGHTS, exclude_iou_one: bool = False, *,
+                        backend: str = "auto") -> Tuple[Tensor, Tensor]:
     """Args:
         boxes: Tensor[B, J, 4] proposals (x1, y1, x2, y2).
         scores: Tensor[B, P, J] phrase-proposal scores (any float dtype; compared in boxes' dtype).
         iou_threshold, score_gap: the two conditions above (ReIR: 0.6 and 0.1).
         weights: delta weights (wx, wy, ww, wh).
+        exclude_iou_one: weight 0 for proposals with IoU exactly 1 to the pseudo ground truth
+            (ReIR's public code); off by default (the paper's rule).
 
     Returns:
         (deltas Tensor[B, P, J, 4], weights Tensor[B, P, J]) in boxes' dtype.
@@ -47,8 +53,10 @@ def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.
     chosen = _backend.resolve(backend, boxes.device, has_triton=False)
     boxes, scores = boxes.detach(), scores.detach().to(boxes.dtype)
     if chosen == "reference":
-        return _reference.self_taught_targets(boxes, scores, float(iou_threshold), float(score_gap), w)
-    return torch.ops.dapo_fast.self_taught_targets(boxes, scores, float(iou_threshold), float(score_gap), w)
+        return _reference.self_taught_targets(boxes, scores, float(iou_threshold), float(score_gap), w,
+                                              bool(exclude_iou_one))
+    return torch.ops.dapo_fast.self_taught_targets(boxes, scores, float(iou_threshold), float(score_gap), w,
+                                                   bool(exclude_iou_one))
 
 
 if _extension.HAS_C:

@@ -140,16 +140,16 @@ static void test_narrowed_integers() {
   expect_refused(
       [&] {
         prepare_resized_argmax(at::rand({1, 4, 4}, at::kDouble),
-                               at::tensor({wraps_to_3, int64_t(5)}, at::kLong).view({1, 2}));
+                               at::tensor({wraps_to_3, int64_t(5)}, at::kLong).view({1, 2}), false);
       },
       "sizes", "resized_argmax output size out of int range");
   // the same refusal through the dispatcher, as torch.ops.dapo_fast.roi_align sees it
   auto forward = c10::Dispatcher::singleton()
                      .findSchemaOrThrow("dapo_fast::roi_align", "")
                      .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::SymInt, c10::SymInt,
-                                       int64_t, bool)>();
+                                       int64_t, bool, bool)>();
   for (int64_t bad : {wraps_to_3, below_int})
-    expect_refused([&] { forward.call(x, rois, 1.0, 2, 2, bad, true); }, "sampling_ratio",
+    expect_refused([&] { forward.call(x, rois, 1.0, 2, 2, bad, true, false); }, "sampling_ratio",
                    "dapo_fast::roi_align sampling_ratio out of int range");
   // in range, the entry answers: sampling_ratio 3 and any non-positive (adaptive) value
   for (int64_t ok : {int64_t(3), int64_t(0), int64_t(-5)}) {
@@ -167,7 +167,7 @@ int main() {
   auto forward = c10::Dispatcher::singleton()
                      .findSchemaOrThrow("dapo_fast::roi_align", "")
                      .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::SymInt, c10::SymInt,
-                                       int64_t, bool)>();
+                                       int64_t, bool, bool)>();
   auto backward = c10::Dispatcher::singleton()
                       .findSchemaOrThrow("dapo_fast::roi_align_backward", "")
                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::SymInt, c10::SymInt,
@@ -182,8 +182,9 @@ int main() {
       for (int sr : {-1, 2}) {
         for (bool channels_last : {false, true}) {
           at::Tensor xi = channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
-          expect_close(forward.call(xi, rois, 0.5, 3, 4, sr, aligned), direct_forward(x, rois, 0.5, 3, 4, sr, aligned),
-                       "roi_align forward");
+          for (bool keep_channels_last : {false, true})  // the output's layout, the same numbers
+            expect_close(forward.call(xi, rois, 0.5, 3, 4, sr, aligned, keep_channels_last),
+                         direct_forward(x, rois, 0.5, 3, 4, sr, aligned), "roi_align forward");
           at::Tensor grad = at::randn({num_rois, c, 3, 4}, at::kDouble);
           at::Tensor gi = channels_last ? grad.contiguous(at::MemoryFormat::ChannelsLast) : grad;
           expect_close(backward.call(gi, rois, 0.5, 3, 4, n, c, h, w, sr, aligned),
@@ -195,7 +196,7 @@ int main() {
   bool threw = false;
   try {
     forward.call(at::randn({1, 2, 4, 4}, at::kDouble), at::tensor({5.0, 0.0, 0.0, 2.0, 2.0}, at::kDouble).view({1, 5}),
-                 1.0, 2, 2, 2, true);
+                 1.0, 2, 2, 2, true, false);
   } catch (const c10::Error&) {
     threw = true;
   }

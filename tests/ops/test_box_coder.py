@@ -1,5 +1,7 @@
 """box_encode / box_decode: detectron2 Box2BoxTransform semantics (checked against hand-computed
-deltas and torchvision's BoxCoder, which implements the same transform), round trip, gradients."""
+deltas and torchvision's BoxCoder, which implements the same transform), round trip, gradients;
+what detectron2's own test_box2box_transform.py checks (reconstruction, tracing of per-class
+decoding), per-class deltas and detectron2's dtype casts."""
 import math
 
 import pytest
@@ -91,10 +93,86 @@ def test_bad_inputs():
         box_encode(torch.zeros(3, 5), torch.zeros(3, 5))
     with pytest.raises(ValueError, match="weights"):
         box_decode(torch.zeros(3, 4), torch.zeros(3, 4), (1.0, 1.0, 1.0))
-    with pytest.raises(TypeError, match="deltas and boxes"):
-        box_decode(torch.zeros(3, 4), torch.zeros(3, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="boxes"):
+        box_decode(torch.zeros(3, 8), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="deltas"):
+        box_decode(torch.zeros(3, 6), torch.zeros(3, 4))
+    with pytest.raises(TypeError, match="boxes"):
+        box_decode(torch.zeros(3, 4), torch.zeros(3, 4, dtype=torch.int64))
     with pytest.raises(RuntimeError, match="weights"):
         torch.ops.dapo_fast.box_encode(torch.zeros(3, 4), torch.zeros(3, 4), [1.0, 2.0])
+
+
+# ---- what detectron2's tests/modeling/test_box2box_transform.py checks, and its dtype/shape rules ----
+
+def detectron2_random_boxes(n, max_coord=100):
+    """detectron2.utils.testing.random_boxes: corners in [1, max_coord / 2), sizes alike."""
+    boxes = (torch.rand(n, 4) * (max_coord * 0.5)).clamp(min=1.0)
+    return torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_detectron2_suite_reconstruction(seed, backend):
+    weights = (5, 5, 10, 10)
+    src, dst = detectron2_random_boxes(10), detectron2_random_boxes(10)
+    deltas = box_encode(src, dst, weights, backend=backend)
+    assert torch.allclose(dst, box_decode(deltas, src, weights, backend=backend))
+
+
+def test_detectron2_suite_apply_deltas_tracing(seed):
+    """detectron2 traces apply_deltas with per-class deltas [10, 20] and boxes [10, 4], then runs
+    the trace on 5 rows: the traced graph must not bake the sizes in."""
+    weights = (5, 5, 10, 10)
+    with torch.no_grad():
+        traced = torch.jit.trace(lambda d, b: box_decode(d, b, weights), (torch.randn(10, 20), torch.randn(10, 4)))
+        assert traced(torch.randn(10, 20), torch.randn(10, 4)).shape == (10, 20)
+        deltas, boxes = torch.randn(5, 20), detectron2_random_boxes(5)
+        out = traced(deltas, boxes)
+    assert out.shape == (5, 20)
+    torch.testing.assert_close(out, box_decode(deltas, boxes, weights))
+
+
+def apply_deltas_by_class(deltas, boxes, weights, scale_clamp=ref.DEFAULT_SCALE_CLAMP):
+    """Per-class decode written out: class c's deltas deltas[:, 4c:4c+4] applied to the row's box."""
+    return torch.cat([ref.box_decode(deltas[:, 4 * c:4 * c + 4], boxes, weights, scale_clamp)
+                      for c in range(deltas.shape[1] // 4)], dim=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_per_class_deltas_against_one_box_per_row(seed, backend):
+    boxes = random_boxes(7, dtype=torch.float64)
+    deltas = torch.randn(7, 3 * 4, dtype=torch.float64)
+    deltas[0, 6] = 9.0  # class 1 of row 0 beyond the clamp
+    got = box_decode(deltas, boxes, backend=backend)
+    torch.testing.assert_close(got, apply_deltas_by_class(deltas, boxes, ref.DEFAULT_WEIGHTS), **TOL[torch.float64])
+    # leading dimensions and gradients to both inputs (the box gradient sums over its classes)
+    d = deltas.reshape(1, 7, 12).clone().requires_grad_()
+    b = boxes.reshape(1, 7, 4).clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda d, b: box_decode(d, b, backend=backend), (d, b))
+    assert box_decode(torch.empty(0, 8), torch.empty(0, 4), backend=backend).shape == (0, 8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mixed_dtypes_cast_like_detectron2(seed, backend):
+    """detectron2: apply_deltas decodes in float32 (half deltas too) with the boxes cast to the
+    deltas' dtype; get_deltas promotes like arithmetic. Float64 deltas stay float64 here."""
+    boxes, targets = random_boxes(6), random_boxes(6)
+    deltas = torch.randn(6, 8) * 0.3
+    for deltas_dtype, boxes_dtype, want_dtype in ((torch.float16, torch.float32, torch.float32),
+                                                  (torch.bfloat16, torch.float16, torch.float32),
+                                                  (torch.float32, torch.float64, torch.float32),
+                                                  (torch.float64, torch.float32, torch.float64)):
+        di, bi = deltas.to(deltas_dtype), boxes.to(boxes_dtype)
+        got = box_decode(di, bi, backend=backend)
+        assert got.dtype == want_dtype
+        want = apply_deltas_by_class(di.to(want_dtype), bi.to(want_dtype), ref.DEFAULT_WEIGHTS)
+        torch.testing.assert_close(got, want, **TOL[want_dtype])
+    for a_dtype, b_dtype in ((torch.float32, torch.float64), (torch.float16, torch.float32)):
+        got = box_encode(boxes.to(a_dtype), targets.to(b_dtype), backend=backend)
+        want_dtype = torch.promote_types(a_dtype, b_dtype)
+        assert got.dtype == want_dtype
+        want = ref.box_encode(boxes.to(a_dtype).to(want_dtype), targets.to(b_dtype).to(want_dtype))
+        torch.testing.assert_close(got, want, **TOL[want_dtype])
 
 
 @pytest.mark.cuda

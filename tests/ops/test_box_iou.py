@@ -1,4 +1,5 @@
-"""box_iou (torchvision semantics, batched form) and box_accuracy."""
+"""box_iou (torchvision semantics, batched form) and box_accuracy; what torchvision's own
+TestBoxIou checks (integer and float boxes, TorchScript, pairwise), with its tolerances."""
 import pytest
 import torch
 import torchvision
@@ -43,6 +44,61 @@ def test_degenerate_boxes_like_torchvision(backend):
     torch.testing.assert_close(box_iou(a, b, backend=backend), want, equal_nan=True)
 
 
+# ---- what torchvision's own tests check (test_ops.py TestBoxIou), same tolerances, plus its dtypes ----
+
+def int_boxes(n):
+    xy = torch.randint(0, 300, (n, 2))
+    return torch.cat([xy, xy + torch.randint(0, 120, (n, 2))], -1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_torchvision_suite_integer_boxes_give_float_iou(seed, backend):
+    a, b = int_boxes(4), int_boxes(3)
+    a[1] = torch.tensor([0, 0, 100, 100])
+    b[1] = torch.tensor([0, 0, 50, 50])  # a quarter of it
+    for dtype in (torch.int16, torch.int32, torch.int64):
+        got, want = box_iou(a.to(dtype), b.to(dtype), backend=backend), torchvision.ops.box_iou(a.to(dtype), b.to(dtype))
+        assert got.dtype == want.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=0.0, atol=1e-4)
+        assert got[1, 1] == 0.25
+    # uint8: torchvision subtracts corners in uint8 (wrapping around); ours is exact
+    a8, b8 = a.clamp(max=255), b.clamp(max=255)
+    got = box_iou(a8.to(torch.uint8), b8.to(torch.uint8), backend=backend)
+    torch.testing.assert_close(got, ref.box_iou(a8.double(), b8.double()).float(), equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype,atol", [(torch.float16, 0.002), (torch.bfloat16, 0.02), (torch.float32, 1e-3),
+                                        (torch.float64, 1e-3)])
+def test_torchvision_suite_float_boxes(seed, backend, dtype, atol):
+    """Large, heavily overlapping boxes (torchvision's FLOAT_BOXES kind): result dtype and values."""
+    a = random_boxes(3, dtype=torch.float64) * 10 + torch.tensor([280.0, 180, 900, 660], dtype=torch.float64)
+    got, want = box_iou(a.to(dtype), a.to(dtype), backend=backend), torchvision.ops.box_iou(a.to(dtype), a.to(dtype))
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want, rtol=0.0, atol=atol)
+    torch.testing.assert_close(got, ref.box_iou(a, a).to(got.dtype), rtol=0.0, atol=atol)
+
+
+def test_mixed_dtypes_promote_like_torchvision(seed):
+    a, b = random_boxes(5), random_boxes(4)
+    for da, db in ((torch.float32, torch.float64), (torch.int64, torch.float32), (torch.float16, torch.float32),
+                   (torch.int32, torch.float64)):
+        ai, bi = a.to(da), b.to(db)
+        got, want = box_iou(ai, bi), torchvision.ops.box_iou(ai, bi)
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, rtol=0.0, atol=2e-3)
+
+
+def test_torchvision_suite_jit_and_cartesian(seed):
+    boxes = int_boxes(4).float()
+    scripted = torch.jit.script(box_iou)
+    torch.testing.assert_close(scripted(boxes, boxes), box_iou(boxes, boxes))
+    assert scripted(int_boxes(3), int_boxes(2)).dtype == torch.float32
+    a, b = random_boxes(5), random_boxes(7)
+    pairwise = torch.stack([torch.cat([box_iou(a[i:i + 1], b[j:j + 1]) for j in range(7)], 1)[0] for i in range(5)])
+    torch.testing.assert_close(pairwise, box_iou(a, b))
+
+
 def test_box_accuracy(seed):
     pred = random_boxes(30)
     gts = [random_boxes(i % 4) for i in range(30)]
@@ -62,8 +118,10 @@ def test_bad_inputs():
         box_iou(torch.zeros(3, 5), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="b must"):
         box_iou(torch.zeros(2, 3, 4), torch.zeros(3, 3, 4))
-    with pytest.raises(TypeError, match="a and b"):
-        box_iou(torch.zeros(3, 4), torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match="real numbers"):
+        box_iou(torch.zeros(3, 4, dtype=torch.bool), torch.zeros(2, 4))
+    with pytest.raises(TypeError, match="integer boxes"):
+        box_iou(torch.zeros(3, 4, dtype=torch.int64), torch.zeros(2, 4, dtype=torch.int64), backend="cpu")
     with pytest.raises(ValueError, match="pred_boxes"):
         box_accuracy(torch.zeros(3, 5), [torch.zeros(1, 4)] * 3)
     with pytest.raises(ValueError, match="gt_boxes"):

@@ -1,4 +1,6 @@
 """pointing_game / pointing_game_masks / resized_argmax against the reference (full resize + argmax)."""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ import dapo_fast
 from dapo_fast.ops import pointing_game, pointing_game_masks, resized_argmax
 from dapo_fast.ops._reference import pointing_game as ref
 from tests._helpers import compiled_matches_eager
-from tests.ops._heatmaps import mixed_maps
+from tests.ops._heatmaps import blobs, mixed_maps
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -23,11 +25,41 @@ def random_sizes(n, low=3, high=70):
 def test_resized_argmax_matches_reference(seed, dtype, shape, align_corners):
     g = torch.Generator().manual_seed(seed)
     maps = mixed_maps(24, *shape, g).to(dtype)
-    sizes = random_sizes(24, 1)  # up- and down-sampling, odd sizes, single rows/columns
+    sizes = random_sizes(24, low=1)  # up- and down-sampling, odd sizes, single rows / columns
     want = ref.resized_argmax(maps, sizes, align_corners)
     assert torch.equal(resized_argmax(maps, sizes, align_corners=align_corners), want)
-    t = maps.transpose(1, 2)
-    assert torch.equal(resized_argmax(t, sizes, align_corners=align_corners), ref.resized_argmax(t, sizes, align_corners))
+    assert torch.equal(resized_argmax(maps.transpose(1, 2), sizes, align_corners=align_corners),
+                       ref.resized_argmax(maps.transpose(1, 2), sizes, align_corners))
+
+
+def pcnet_point_m(heatmaps, masks):
+    """PCNet's public evaluation of PointM, restated: the response map upsampled to the mask with
+    F.interpolate(bilinear, align_corners=True), its argmax, a hit where the mask is set there."""
+    hits, peaks = [], []
+    for heatmap, mask in zip(heatmaps, masks):
+        up = F.interpolate(heatmap[None, None], size=tuple(mask.shape), mode="bilinear", align_corners=True)[0, 0]
+        flat = int(up.argmax())
+        peak = (flat // mask.shape[1], flat % mask.shape[1])
+        peaks.append(peak)
+        hits.append(bool(mask[peak]))
+    return torch.tensor(hits), torch.tensor(peaks)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_align_corners_reproduces_pcnets_point_m(seed, backend):
+    """align_corners=True is PCNet's PointM peak for peak (float64 maps without plateaus: the
+    restatement's argmax sees the same values); the default resize points elsewhere."""
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.stack([blobs(10, 10, 1 + i % 3, g, torch.float64) for i in range(20)])
+    maps = maps + 1e-3 * torch.rand(maps.shape, generator=g, dtype=torch.float64)
+    masks = []
+    for h, w in random_sizes(20, 40, 330).tolist():  # PCNet upsamples 10x10 maps to about 320
+        m = blobs(h, w, 2, g, torch.float64)
+        masks.append(m > 0.5 * m.max())
+    want_hits, want_peaks = pcnet_point_m(maps, masks)
+    hits, peaks = pointing_game_masks(maps, masks, return_peaks=True, align_corners=True, backend=backend)
+    assert torch.equal(peaks, want_peaks) and torch.equal(hits, want_hits)
+    assert not torch.equal(pointing_game_masks(maps, masks, return_peaks=True, backend=backend)[1], want_peaks)
 
 
 def test_reference_resize_is_torch_and_opencv_bilinear(seed):
@@ -52,6 +84,7 @@ def test_reference_resize_is_torch_and_opencv_bilinear(seed):
 def test_tie_rule_first_in_row_major_order(backend):
     flat = torch.full((1, 5, 6), 2.0)
     assert resized_argmax(flat, [13, 9], backend=backend).tolist() == [[0, 0]]
+    assert resized_argmax(flat, [13, 9], align_corners=True, backend=backend).tolist() == [[0, 0]]
     twin = torch.zeros(1, 4, 4)
     twin[0, 1, 3] = twin[0, 2, 0] = 1.0  # equal peaks: the upper one comes first
     assert resized_argmax(twin, [4, 4], backend=backend).tolist() == [[1, 3]]
@@ -70,6 +103,95 @@ def test_all_zero_and_nan_maps():
     assert out[0].tolist() == [0, 0]
     assert torch.equal(out, ref.resized_argmax(maps, sizes))
     assert out[1].tolist() == [3, 5]
+
+
+# ---- the tie rule is exact: the first of the mathematically equal maxima in row-major order ----
+
+def source_positions(out_size, in_size):
+    """torch's / OpenCV's align_corners=False rule: (low tap, high tap, fraction) per output index,
+    the fraction an exact Fraction of the float64 sample position."""
+    rows = []
+    for dst in range(out_size):
+        src = max((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
+        low = min(int(src), in_size - 1)
+        if low == in_size - 1:
+            rows.append((low, low, Fraction(0)))
+        else:
+            rows.append((low, low + 1, Fraction(src) - low))
+    return rows
+
+
+def exact_peak(heatmap, height, width):
+    """Row-major index of the first maximum of the resize computed exactly (rational arithmetic)
+    from the float64 sample positions: ties are the mathematical ones."""
+    src = [[Fraction(v) for v in row] for row in heatmap.double().tolist()]
+    ys, xs = source_positions(height, len(src)), source_positions(width, len(src[0]))
+    best, best_index = None, 0
+    for i, (y0, y1, fy) in enumerate(ys):
+        for j, (x0, x1, fx) in enumerate(xs):
+            top = (1 - fx) * src[y0][x0] + fx * src[y0][x1]
+            bottom = (1 - fx) * src[y1][x0] + fx * src[y1][x1]
+            value = (1 - fy) * top + fy * bottom
+            if best is None or value > best:
+                best, best_index = value, i * width + j
+    return best_index
+
+
+def plateau_maps(count, generator):
+    """Smooth maps whose maximum is a plateau: saturated, clipped, quantised, or with the peak row
+    repeated (the rows between the copies tie without being at a source maximum)."""
+    maps = []
+    for i in range(count):
+        h, w = (int(v) for v in torch.randint(2, 12, (2,), generator=generator))
+        m = blobs(h, w, 1 + i % 3, generator, torch.float64)
+        m = m / m.max()
+        kind = i % 4
+        if kind == 0:
+            m = (m * (1.1 + float(torch.rand((), generator=generator)))).clamp(max=1.0)
+        elif kind == 1:
+            m = torch.minimum(m, torch.tensor(0.6 + 0.3 * float(torch.rand((), generator=generator))))
+        elif kind == 2:
+            m = torch.round(m * 8) / 8
+        else:
+            row = int(m.max(dim=1).values.argmax())
+            m = torch.cat([m[:row + 1], m[row:row + 1], m[row + 1:]])
+        maps.append(m.float())
+    return maps
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_plateau_peak_is_the_first_of_the_exact_maxima(seed, backend):
+    g = torch.Generator().manual_seed(seed)
+    for m in plateau_maps(24, g):
+        height, width = (int(v) for v in torch.randint(3, 40, (2,), generator=g))
+        (row, col), = resized_argmax(m[None], [height, width], backend=backend).tolist()
+        assert row * width + col == exact_peak(m, height, width), (tuple(m.shape), height, width)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_infinite_peak_is_the_first_pixel_reading_it(seed, backend):
+    """+inf is the maximum: its plateau is every output pixel that reads a +inf tap with a positive
+    weight (a zero weight reads nothing, so no 0 * inf = NaN), the first one wins."""
+    g = torch.Generator().manual_seed(seed)
+    for i in range(20):
+        h, w = (int(v) for v in torch.randint(2, 10, (2,), generator=g))
+        m = torch.rand(h, w, generator=g)
+        m.view(-1)[torch.randperm(h * w, generator=g)[:1 + i % 3]] = float("inf")
+        # no smaller than the map: some output pixel reads each source pixel (a downsample can skip the +inf)
+        height, width = int(torch.randint(h, 30, (), generator=g)), int(torch.randint(w, 30, (), generator=g))
+        reads_inf = torch.zeros(height, width, dtype=torch.bool)
+        for r, (y0, y1, fy) in enumerate(source_positions(height, h)):
+            for c, (x0, x1, fx) in enumerate(source_positions(width, w)):
+                taps = [m[y0, x0]] + [m[y0, x1]] * (fx > 0) + [m[y1, x0]] * (fy > 0) + [m[y1, x1]] * (fx > 0 and fy > 0)
+                reads_inf[r, c] = any(t == float("inf") for t in taps)
+        assert reads_inf.any()
+        want = int(reads_inf.reshape(-1).to(torch.int8).argmax())
+        (row, col), = resized_argmax(m[None], [height, width], backend=backend).tolist()
+        assert row * width + col == want
+        mask = torch.zeros(height, width, dtype=torch.bool)
+        mask.view(-1)[want] = True
+        hits, peaks = pointing_game_masks(m[None], mask[None], return_peaks=True, backend=backend)
+        assert hits.tolist() == [True] and peaks.tolist() == [[row, col]]
 
 
 @pytest.mark.parametrize("backend", ["cpu", "reference"])

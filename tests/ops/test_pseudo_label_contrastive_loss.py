@@ -70,14 +70,85 @@ def test_cpu_matches_reference(seed, poison, mode, reduction):
         assert_close_all(got, want, scale=10 if tau < 0.1 else 1)
 
 
+def mpl_public_code(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask, tau,
+                    teacher_tau, mode):
+    """MPL's training loss as its public code computes it, restated from reading mytrain.py (the
+    train loop), utils/utils_loss.py (WSLoss.forward, false_negative_forward, its log_softmax) and
+    flow/inner_similarity.py (get_mask_similarity_matrix_by_threshold): [B, B, Q, K] logits and
+    masks built the way the code builds them. fn_mask[b, a, k] marks region k of image a as a
+    false negative of image b (what the code's region-similarity threshold finds)."""
+    finf, eps = torch.finfo(phrase.dtype).max, torch.finfo(phrase.dtype).eps
+
+    def log_softmax(x):
+        x = x - x.amax(dim=-1, keepdim=True)
+        return x - torch.logsumexp(x, dim=-1, keepdim=True)
+
+    b, q, k = phrase.shape[0], phrase.shape[1], region.shape[1]
+    atten = torch.einsum("b q d, a k d -> b a q k", phrase, region)
+    x_mask = torch.einsum("b q, b k -> b q k", phrase_valid, region_valid)
+    atten_mask = torch.zeros(b, b, q, k, dtype=torch.bool)
+    for i, a, d in fn_mask.nonzero().tolist():
+        if i != a:  # the code zeroes the similarity of an image with itself first
+            atten_mask[i, a, :10, d] = True
+    phrase_mask = x_mask[:, :, 0] if k else torch.zeros(b, q, dtype=torch.bool)
+    if mode == "fnc":  # mytrain.py's args.falsenegative branch + WSLoss.false_negative_forward
+        with torch.no_grad():
+            batch_out = torch.einsum("b q d, a k d -> b a q k", teacher_phrase, teacher_region)
+            x_mask_b2b = torch.einsum("d b q, d a k -> b a q k", phrase_valid[None], region_valid[None])
+            diag_x_mask = torch.zeros(b, b, q, k, dtype=torch.bool)
+            for j in range(b):
+                diag_x_mask[j][j] = x_mask[j]
+            maskout = batch_out.masked_fill(~((x_mask_b2b & atten_mask) | diag_x_mask), -1e11)
+            maskout = maskout.permute(0, 2, 1, 3).reshape(b, q, b * k)
+            negative = maskout < -1e9
+            target = (maskout / teacher_tau).softmax(dim=-1).masked_fill(negative, 0.0)
+            target = target.reshape(b, q, b, k).permute(0, 2, 1, 3)
+        output = (atten / tau).permute(0, 2, 1, 3).reshape(b, q, b * k)
+        logits = log_softmax(output).reshape(b, q, b, k).permute(0, 2, 1, 3)
+        return -(target * logits).sum() / (phrase_mask.sum() + eps)
+    with torch.no_grad():  # mytrain.py: pseudo target from the teacher, image by image
+        target = torch.einsum("b q d, b k d -> b q k", teacher_phrase, teacher_region)
+        target = (target.masked_fill(~x_mask, -finf) / teacher_tau).softmax(dim=-1)
+    if mode == "fne":
+        atten = atten.masked_fill(atten_mask, -finf)
+    output = (atten / tau).permute(0, 2, 1, 3).reshape(b, q, b * k)
+    logits = log_softmax(output).reshape(b, q, b, k).permute(0, 2, 1, 3)
+    logit = torch.einsum("i i q k -> i q k", logits)
+    target = target.masked_fill(~x_mask, 0)
+    loss = -(target * logit).sum(-1)
+    return loss.sum() / (phrase_mask.sum() + eps)
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_reference_matches_mpl_code_form(seed, mode):
-    args = make()
-    want = run(code_form, args, 1.0, 0.3, mode, "mean")
-    got = run(reference, args, 1.0, 0.3, mode, "mean")
-    assert_close_all(got, want)
+def test_mpl_code_form_reproduces_the_public_code(seed, mode):
+    """Padded regions in the student's softmax and false negatives for the first 10 phrases only:
+    the code form equals the restated public code to float64 rounding (loss and gradients)."""
+    for q in (3, 14):
+        args = make(b=5, q=q, k=9, d=16, dtype=torch.float64, threshold=random.choice([0.0, 0.2]))
+        tau, ttau = random.choice([(1.0, 0.3), (0.5, 0.1), (0.07, 1.0)])
+        want = run(lambda *a, **kw: mpl_public_code(*a[:7], kw["tau"], kw["teacher_tau"], kw["mode"]), args, tau,
+                   ttau, mode, "mean")
+        got = run(code_form, args, tau, ttau, mode, "mean")
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mpl_code_form_equals_the_paper_form_without_padding_and_with_ten_phrases(seed, mode):
+    args = make(b=5, q=10, k=7, d=16, dtype=torch.float64)
+    args[4][:] = True
+    args[5][:] = True
+    want = run(reference, args, 1.0, 0.3, mode, "mean")
+    got = run(code_form, args, 1.0, 0.3, mode, "mean")
+    assert_close_all(got, want, torch.float64)
     fused = run(pseudo_label_contrastive_loss, args, 1.0, 0.3, mode, "mean")
-    assert_close_all(fused, want)
+    assert_close_all(fused, want, torch.float64)
+    # padding (student) and an 11th phrase with false negatives (fne / fnc): the quirks show
+    args = make(b=5, q=12, k=7, d=16, dtype=torch.float64, threshold=0.0)
+    args[4][:] = True
+    args[5][:, -2:] = False
+    paper, code = run(reference, args, 1.0, 0.3, mode, "none"), run(code_form, args, 1.0, 0.3, mode, "none")
+    assert not torch.allclose(paper[0], code[0])
 
 
 def test_tiles_span_several_images(seed, monkeypatch):

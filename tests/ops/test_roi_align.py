@@ -1,4 +1,9 @@
-"""roi_align: every backend against torchvision.ops.roi_align and the reference."""
+"""roi_align: every backend against torchvision.ops.roi_align and the reference, and what
+torchvision's own test suite checks of its roi_align / RoIAlign (TorchScript, torch.fx, autocast,
+box-shape errors), with its tolerances."""
+import math
+from typing import List
+
 import pytest
 import torch
 import torchvision
@@ -77,9 +82,39 @@ def test_layouts(seed, poison, layout):
     got, got_grad = fwd_bwd(roi_align, xi, rois, 7, 0.5, 2, True)
     torch.testing.assert_close(got, want, **TOL[torch.float32])
     torch.testing.assert_close(got_grad, want_grad, **TOL[torch.float32])
-    if layout == "channels_last":  # served in place: NHWC out, NHWC grad
-        assert got.is_contiguous(memory_format=torch.channels_last)
-        assert got_grad.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_channels_last_layout_default_and_kept(seed, poison, backend):
+    """Default: torchvision's layout (contiguous NCHW output and input gradient, so `.view` works);
+    keep_channels_last=True: both stay channels_last (served in place). Same numbers either way."""
+    x, rois = make(channels=19, num_rois=30)
+    want = torchvision.ops.roi_align(x, rois, 7, 0.5, 2, True)
+    want_grad = torchvision_grad_of_sum(x, rois)
+    device = "cuda" if backend == "cuda" else "cpu"
+    x, rois, want, want_grad = x.to(device), rois.to(device), want.to(device), want_grad.to(device)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    for upstream in ("dense", "expanded"):  # an expanded gradient (from .sum()) has no layout of its own
+        for keep in (False, True):
+            xi = xc.detach().clone().requires_grad_()
+            out = roi_align(xi, rois, 7, 0.5, 2, True, backend=backend, keep_channels_last=keep)
+            grad_out = torch.ones_like(out) if upstream == "dense" else torch.ones(()).expand(out.shape)
+            (grad,) = torch.autograd.grad(out, xi, grad_out)
+            torch.testing.assert_close(out, want, **TOL[torch.float32])
+            torch.testing.assert_close(grad, want_grad, **TOL[torch.float32])
+            layout = torch.channels_last if keep else torch.contiguous_format
+            assert out.is_contiguous(memory_format=layout)
+            if backend != "reference":  # the reference's gradient layout is autograd's choice
+                assert grad.is_contiguous(memory_format=layout)
+            if not keep:
+                out.view(out.shape[0], -1)
+                grad.view(-1)
+
+
+def torchvision_grad_of_sum(x, rois):
+    x = x.detach().clone().requires_grad_()
+    torchvision.ops.roi_align(x, rois, 7, 0.5, 2, True).sum().backward()
+    return x.grad
 
 
 def test_dense_and_sparse_images(seed, poison):
@@ -164,6 +199,7 @@ def test_opcheck(seed):
     samples = [
         (x, rois, 0.5, 3, 5, 2, True),
         (x.contiguous(memory_format=torch.channels_last), rois, 0.5, 7, 7, -1, False),
+        (x.contiguous(memory_format=torch.channels_last), rois, 0.5, 3, 5, 2, True, True),
         (x.double(), rois.double(), 1.0, 2, 2, 1, True),
         (x, rois[:0], 0.5, 3, 3, 2, True),
     ]
@@ -228,6 +264,19 @@ def test_triton_matches_reference(seed, channels_last):
 
 
 @pytest.mark.triton
+def test_triton_layouts_default_and_kept(seed):
+    x, rois = make(batch=2, channels=3, height=7, width=9, num_rois=5)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    want, want_grad = fwd_bwd(reference, x, rois, 0.5, 2, 3, 2, True)
+    for keep in (False, True):
+        got, got_grad = fwd_bwd(roi_align, xc, rois, (2, 3), 0.5, 2, True, backend="triton", keep_channels_last=keep)
+        torch.testing.assert_close(got, want, **TOL[torch.float32])
+        torch.testing.assert_close(got_grad, want_grad, **TOL[torch.float32])
+        layout = torch.channels_last if keep else torch.contiguous_format
+        assert got.is_contiguous(memory_format=layout) and got_grad.is_contiguous(memory_format=layout)
+
+
+@pytest.mark.triton
 def test_triton_double_backward_matches_reference(seed):
     """The gradient of roi_align's backward with respect to its upstream gradient (what
     gradgradcheck differentiates) is roi_align itself, on the Triton pair as on the others."""
@@ -273,6 +322,213 @@ def test_module_and_backend_context(seed):
     with use_backend("reference"):
         ref_out = module(x, rois)
     torch.testing.assert_close(module(x, rois), ref_out, **TOL[torch.float32])
+
+
+# ---- what torchvision's own tests check (test_ops.py RoIOpTester / TestRoIAlign), same tolerances ----
+
+TV_ROIS = [[0, 0, 0, 9, 9], [0, 0, 5, 4, 9], [0, 5, 5, 9, 9], [1, 0, 0, 9, 9]]
+
+
+def sample_by_hand(plane, y, x):
+    """One bilinear sample of a [H, W] float64 plane, torchvision's border rule: 0 outside
+    [-1, H] x [-1, W], coordinates below 0 read pixel 0, the last row/column reads itself."""
+    height, width = plane.shape
+    if y < -1 or y > height or x < -1 or x > width:
+        return 0.0
+    y, x = max(y, 0.0), max(x, 0.0)
+    y0, x0 = int(y), int(x)
+    if y0 >= height - 1:
+        y0, y = height - 1, float(height - 1)
+    if x0 >= width - 1:
+        x0, x = width - 1, float(width - 1)
+    y1, x1 = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
+    fy, fx = y - y0, x - x0
+    return ((1 - fy) * (1 - fx) * plane[y0, x0] + (1 - fy) * fx * plane[y0, x1]
+            + fy * (1 - fx) * plane[y1, x0] + fy * fx * plane[y1, x1])
+
+
+def roi_align_by_hand(x, rois, pooled_h, pooled_w, spatial_scale, sampling_ratio, aligned):
+    """RoIAlign from its definition, one sample at a time, in float64."""
+    x = x.detach().double()
+    out = torch.zeros(len(rois), x.shape[1], pooled_h, pooled_w, dtype=torch.float64)
+    offset = 0.5 if aligned else 0.0
+    for r, (b, x1, y1, x2, y2) in enumerate(rois.double().tolist()):
+        left, top = x1 * spatial_scale - offset, y1 * spatial_scale - offset
+        roi_w, roi_h = x2 * spatial_scale - offset - left, y2 * spatial_scale - offset - top
+        if not aligned:
+            roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
+        bin_h, bin_w = roi_h / pooled_h, roi_w / pooled_w
+        grid_h = sampling_ratio if sampling_ratio > 0 else math.ceil(bin_h)
+        grid_w = sampling_ratio if sampling_ratio > 0 else math.ceil(bin_w)
+        for c in range(x.shape[1]):
+            plane = x[int(b), c].numpy()
+            for i in range(pooled_h):
+                for j in range(pooled_w):
+                    total = sum(sample_by_hand(plane, top + i * bin_h + (iy + 0.5) * bin_h / grid_h,
+                                               left + j * bin_w + (ix + 0.5) * bin_w / grid_w)
+                                for iy in range(grid_h) for ix in range(grid_w))
+                    out[r, c, i, j] = total / max(grid_h * grid_w, 1)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("x_dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_torchvision_suite_forward(seed, backend, aligned, x_dtype, contiguous):
+    x = torch.rand(2, 50, 10, 10, dtype=x_dtype)
+    if not contiguous:
+        x = x.permute(0, 1, 3, 2)
+    rois = torch.tensor(TV_ROIS, dtype=x_dtype)
+    got = RoIAlign((5, 5), spatial_scale=1, sampling_ratio=-1, aligned=aligned, backend=backend)(x, rois)
+    assert got.dtype == x_dtype
+    tol = 4e-3 if x_dtype == torch.float16 else 1e-5
+    want = roi_align_by_hand(x, rois, 5, 5, 1.0, -1, aligned)
+    torch.testing.assert_close(got, want.to(x_dtype), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_torchvision_suite_backward_gradcheck_eager_and_scripted(seed, contiguous):
+    x = torch.rand(1, 8, 5, 5, dtype=torch.float64, requires_grad=True)
+    if not contiguous:
+        x = x.permute(0, 1, 3, 2)
+    rois = torch.tensor([[0, 0, 0, 4, 4], [0, 0, 2, 3, 4], [0, 2, 2, 4, 4]], dtype=torch.float64)
+    module = RoIAlign((2, 2), spatial_scale=1, sampling_ratio=1)
+    scripted = torch.jit.script(roi_align)
+    assert torch.autograd.gradcheck(lambda z: module(z, rois), (x,), atol=1e-5)
+    assert torch.autograd.gradcheck(lambda z: scripted(z, rois, 2), (x,), atol=1e-5)
+
+
+class _Wrapper(torch.nn.Module):
+    """torchvision's RoIOpTesterModuleWrapper: calls the op, returns nothing."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, a, b):
+        self.layer(a, b)
+
+
+def test_fx_leaf_node_and_symbolic_trace(seed):
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    names = get_graph_node_names(_Wrapper(RoIAlign((5, 5), 1, -1)))
+    assert names[0] == names[1] and len(names[0]) == 3  # a, b and one roi_align node
+    module = RoIAlign((5, 5), 1, -1)
+    traced = torch.fx.symbolic_trace(module)
+    assert [n.target for n in traced.graph.nodes if n.op == "call_function"] == [roi_align]
+    x = torch.rand(2, 50, 5, 5)
+    rois = torch.tensor(TV_ROIS, dtype=torch.float32)
+    want = module(x, rois)
+    got = traced(x, rois)
+    assert got.dtype == x.dtype
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fx_feature_extraction_of_a_model_holding_roialign(seed):
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.pool = RoIAlign(3, 0.5, 2, aligned=True)
+            self.fc = torch.nn.Linear(4 * 9, 2)
+
+        def forward(self, images, rois):
+            return self.fc(self.pool(self.conv(images), rois).flatten(1))
+
+    model = Head()
+    extractor = create_feature_extractor(model, return_nodes={"pool.roi_align": "pooled", "fc": "out"})
+    images = torch.rand(2, 3, 12, 12)
+    rois = random_rois(5, 2, 12, 12, 0.5)
+    features = extractor(images, rois)
+    torch.testing.assert_close(features["pooled"], roi_align(model.conv(images), rois, 3, 0.5, 2, True))
+    torch.testing.assert_close(features["out"], model(images, rois))
+
+
+class _PoolWrapper(torch.nn.Module):
+    """torchvision's PoolWrapper: boxes annotated as a list of tensors, for TorchScript."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, images: torch.Tensor, boxes: List[torch.Tensor]) -> torch.Tensor:
+        return self.pool(images, boxes)
+
+
+def test_jit_script_module_with_a_list_of_boxes(seed):
+    model = _PoolWrapper(RoIAlign(output_size=[3, 3], spatial_scale=1.0, sampling_ratio=-1))
+    scripted = torch.jit.script(model)
+    x = torch.rand(2, 1, 10, 10)
+    roi = torch.tensor(TV_ROIS, dtype=torch.float32).t()  # [5, 4]: five boxes per image
+    got = scripted(x, [roi, roi])
+    assert got.shape == (10, 1, 3, 3)
+    torch.testing.assert_close(got, model(x, [roi, roi]))
+    torch.testing.assert_close(got, torchvision.ops.roi_align(x, [roi, roi], [3, 3], 1.0, -1))
+
+
+def test_jit_script_checks_and_layout(seed):
+    scripted = torch.jit.script(roi_align)
+    xc = torch.rand(2, 3, 10, 10).contiguous(memory_format=torch.channels_last)
+    rois = torch.tensor(TV_ROIS, dtype=torch.float32)
+    assert scripted(xc, rois, 2).is_contiguous()
+    assert scripted(xc, rois, 2, 1.0, -1, False, "auto", True).is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(torch.jit.Error, match="boxes"):
+        scripted(xc, torch.zeros(1, 4), 2)
+    with pytest.raises(torch.jit.Error, match="backend"):
+        scripted(xc, rois, 2, 1.0, -1, False, "reference")
+
+
+def test_bad_box_shapes_raise_torchvisions_assertion_error():
+    a = torch.linspace(1, 8 * 8, 8 * 8).reshape(1, 1, 8, 8)
+    for boxes in (torch.tensor([[0, 0, 3, 3]], dtype=a.dtype), [torch.tensor([[0, 0, 3]], dtype=a.dtype)]):
+        with pytest.raises(AssertionError, match="boxes"):
+            roi_align(a, boxes, output_size=(2, 2))
+        with pytest.raises(ValueError, match="boxes"):  # and still the ValueError our callers catch
+            roi_align(a, boxes, output_size=(2, 2))
+
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16])
+def test_cpu_autocast_mixed_dtypes_like_torchvision(seed, backend, autocast_dtype):
+    """Under CPU autocast torchvision casts input and boxes (not float64) to float32 and the
+    result back to the input's dtype; mixed dtypes work, float64 with another dtype does not."""
+    x = torch.rand(2, 6, 10, 10)
+    rois = torch.tensor(TV_ROIS, dtype=torch.float32)
+    for x_dtype in DTYPES:
+        for rois_dtype in DTYPES:
+            xi, ri = x.to(x_dtype), rois.to(rois_dtype)
+            with torch.autocast("cpu", dtype=autocast_dtype):
+                try:
+                    want = torchvision.ops.roi_align(xi, ri, 5, 1.0, -1, True)
+                except RuntimeError:
+                    with pytest.raises(TypeError, match="input and boxes"):
+                        roi_align(xi, ri, 5, 1.0, -1, True, backend=backend)
+                    continue
+                got = roi_align(xi, ri, 5, 1.0, -1, True, backend=backend)
+            assert got.dtype == want.dtype == x_dtype
+            torch.testing.assert_close(got, want, **TOL[x_dtype])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("rois_dtype", [torch.float32, torch.float16])
+def test_cuda_autocast_like_torchvision_suite(seed, aligned, x_dtype, rois_dtype):
+    x = torch.rand(2, 50, 10, 10, dtype=x_dtype, device="cuda").permute(0, 1, 3, 2)
+    rois = torch.tensor(TV_ROIS, dtype=rois_dtype, device="cuda")
+    with torch.autocast("cuda"):
+        got = RoIAlign((5, 5), 1, -1, aligned=aligned)(x, rois)
+    assert got.dtype == x_dtype
+    tol = 4e-3 if x_dtype == torch.float16 else 1e-5
+    want = roi_align_by_hand(x.cpu(), rois.cpu(), 5, 5, 1.0, -1, aligned)
+    torch.testing.assert_close(got.cpu(), want.to(x_dtype), rtol=tol, atol=tol)
 
 
 class TestBadInputs:

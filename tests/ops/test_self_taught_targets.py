@@ -1,4 +1,5 @@
-"""self_taught_targets: C++ kernel vs the reference and vs ReIR's per-phrase loop form."""
+"""self_taught_targets: C++ kernel vs the reference and vs ReIR's per-phrase loop form; the
+exclude_iou_one option vs a restatement of ReIR's public code."""
 import pytest
 import torch
 
@@ -68,9 +69,64 @@ def test_tie_rule_and_thresholds_inclusive():
         assert w.sum() == 0
 
 
+def reir_public_code(boxes, scores, reg_iou, score_gap, weights):
+    """ReIR's regression targets as its public code computes them (weaklygrounding/loss.py,
+    non_maximum_regression_loss_stage1), restated per image: the top-1 proposal of each phrase,
+    detectron2's pairwise IoU, IoU == 1 zeroed, then IoU >= reg_iou and a score gap >= score_gap.
+    Returns dense (deltas, weights) where the code regresses (weight 1) or not (0)."""
+    b, p, j = scores.shape
+    deltas = torch.zeros(b, p, j, 4, dtype=boxes.dtype)
+    weight = torch.zeros(b, p, j, dtype=boxes.dtype)
+    for i in range(b):
+        top, index = torch.topk(scores[i], k=1, dim=1)
+        top, index = top.reshape(-1), index.reshape(-1)
+        best = boxes[i][index]
+        area_best = (best[:, 2] - best[:, 0]) * (best[:, 3] - best[:, 1])
+        area = (boxes[i][:, 2] - boxes[i][:, 0]) * (boxes[i][:, 3] - boxes[i][:, 1])
+        wh = (torch.min(best[:, None, 2:], boxes[i][None, :, 2:]) - torch.max(best[:, None, :2], boxes[i][None, :, :2]))
+        inter = wh.clamp(min=0).prod(dim=2)
+        ious = torch.where(inter > 0, inter / (area_best[:, None] + area - inter), torch.zeros(1, dtype=inter.dtype))
+        ious[ious == 1] = 0
+        flags = (ious >= reg_iou).float()
+        if flags.sum():
+            vx, vy = flags.nonzero().transpose(0, 1)
+            score_att = (top[vx] - scores[i][vx, vy]) >= score_gap
+            weight[i, vx, vy] = score_att.to(boxes.dtype)
+            deltas[i, vx, vy] = box_encode(boxes[i][vy], best[vx], weights, backend="reference")
+    deltas = deltas * weight[..., None]
+    return deltas, weight
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_exclude_iou_one_reproduces_reirs_public_code(seed, backend):
+    """Exact duplicates of the pseudo box (IoU exactly 1) get weight 0, as in ReIR's code; the
+    default regresses them (the paper's rule)."""
+    boxes = clustered_boxes(3, 12, torch.float64)
+    boxes[:, 5] = boxes[:, 2]   # exact duplicates
+    boxes[:, 7] = boxes[:, 2]
+    scores = torch.rand(3, 4, 12, dtype=torch.float64)
+    scores[:, :, 2] = 2.0       # proposal 2 is every phrase's pseudo ground truth
+    for reg_iou, gap in ((0.6, 0.1), (0.7, 0.3)):   # the paper's thresholds, then ReIR's config
+        want_d, want_w = reir_public_code(boxes, scores, reg_iou, gap, (10.0, 10.0, 5.0, 5.0))
+        got_d, got_w = self_taught_targets(boxes, scores, reg_iou, gap, exclude_iou_one=True, backend=backend)
+        assert torch.equal(got_w, want_w)
+        torch.testing.assert_close(got_d, want_d, **TOL[torch.float64])
+        assert (got_w[:, :, [5, 7]] == 0).all()
+        _, paper_w = self_taught_targets(boxes, scores, reg_iou, gap, backend=backend)
+        assert (paper_w[:, :, [5, 7]] == 1).all()  # zero deltas, weight 1: regressed to stay put
+    # float32 boxes: IoU == 1 is decided in the boxes' dtype, as in the code
+    b32, s32 = boxes.float(), scores.float()
+    want_d, want_w = reir_public_code(b32, s32, 0.6, 0.1, (10.0, 10.0, 5.0, 5.0))
+    got_d, got_w = self_taught_targets(b32, s32, exclude_iou_one=True, backend=backend)
+    assert torch.equal(got_w, want_w)
+    torch.testing.assert_close(got_d, want_d, **TOL[torch.float32])
+
+
 def test_opcheck(seed):
     boxes, scores = clustered_boxes(2, 6), torch.rand(2, 3, 6)
-    torch.library.opcheck(torch.ops.dapo_fast.self_taught_targets.default, (boxes, scores, 0.6, 0.1, [10.0, 10, 5, 5]))
+    for exclude_iou_one in (False, True):
+        torch.library.opcheck(torch.ops.dapo_fast.self_taught_targets.default,
+                              (boxes, scores, 0.6, 0.1, [10.0, 10, 5, 5], exclude_iou_one))
 
 
 def test_compile_fullgraph(seed):
@@ -85,7 +141,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="boxes"):
         self_taught_targets(torch.zeros(2, 5, 3), torch.zeros(2, 3, 5))
     with pytest.raises(RuntimeError, match="scores"):
-        torch.ops.dapo_fast.self_taught_targets(torch.zeros(2, 5, 4), torch.zeros(2, 3, 4), 0.6, 0.1, [1.0] * 4)
+        torch.ops.dapo_fast.self_taught_targets(torch.zeros(2, 5, 4), torch.zeros(2, 3, 4), 0.6, 0.1, [1.0] * 4, False)
 
 
 @pytest.mark.cuda
@@ -93,5 +149,12 @@ def test_cuda_matches_loop(seed):
     boxes, scores = clustered_boxes(10, 50), torch.rand(10, 5, 50)
     d, w = self_taught_targets(boxes.cuda(), scores.cuda())
     want_d, want_w = per_phrase_loop(boxes, scores)
+    assert torch.equal(w.cpu(), want_w)
+    torch.testing.assert_close(d.cpu(), want_d, **TOL[torch.float32])
+    # exclude_iou_one: exact duplicates of the pseudo box get weight 0 on the GPU too
+    rows = torch.arange(boxes.shape[0])
+    boxes[rows, 5] = boxes[rows, scores[:, 0].argmax(-1)]
+    want_d, want_w = self_taught_targets(boxes, scores, exclude_iou_one=True, backend="cpu")
+    d, w = self_taught_targets(boxes.cuda(), scores.cuda(), exclude_iou_one=True)
     assert torch.equal(w.cpu(), want_w)
     torch.testing.assert_close(d.cpu(), want_d, **TOL[torch.float32])

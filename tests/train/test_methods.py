@@ -51,7 +51,7 @@ def test_ablation_runs_each_variant_per_seed_and_tabulates(tmp_path):
     assert (tmp_path / "run" / "none" / "seed0" / "last.pt").exists()
     assert (tmp_path / "run" / "none" / "seed1" / "last.pt").exists()
     table = (tmp_path / "run" / "ablation.md").read_text()
-    assert "| none |" in table and "±" in table
+    assert "| none |" in table and "(mean over seeds [95% t interval over seeds])" in table
     with pytest.raises(ConfigError, match="unknown ablation variant"):
         run_ablation(cfg, ["fancy"], seeds=[0])
 

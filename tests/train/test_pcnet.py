@@ -197,7 +197,7 @@ def test_cues_file_for_real_data(tmp_path):
     # --cues sets pcnet.cues (and a cue file needs the pcnet method)
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text("method: pcnet\ndata:\n  kind: refcoco\n")
-    from dapo_fast.cli import _config, build_parser
+    from dapo_fast.cli import build_parser, config_from_args
 
     args = build_parser().parse_args(["train", "--config", str(cfg_path), "--cues", str(cues)])
     assert config_from_args(args).options.cues == str(cues)

@@ -1,5 +1,5 @@
 """heatmap_to_box on 1000 smooth multi-blob maps of 304x304 (WWbL's map size) vs the per-map
-OpenCV loop of the original code (the reference)."""
+OpenCV loop of the original code (the reference), for each protocol."""
 import torch
 
 from dapo_fast.bench.registry import Case, register
@@ -25,19 +25,22 @@ def smooth_maps(n, h, w, seed=0):
     return maps
 
 
-def _case(size, n, h, w, quick):
+def _case(size, n, h, w, quick, protocol="components"):
     def make():
         return {"maps": smooth_maps(n, h, w)}
 
     impls = {
-        "dapo_fast[cpu]": lambda i: heatmap_to_box(i["maps"], backend="cpu"),
-        "opencv_loop": lambda i: reference(i["maps"]),
+        "dapo_fast[cpu]": lambda i: heatmap_to_box(i["maps"], protocol=protocol, backend="cpu"),
+        "opencv_loop": lambda i: reference(i["maps"], protocol=protocol),
     }
     return register(Case(
         op="heatmap_to_box", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
-        baselines=["opencv_loop"], bytes_moved=4 * n * h * w, quick=quick, note="reference = per-map OpenCV loop",
+        baselines=["opencv_loop"], bytes_moved=4 * n * h * w, quick=quick,
+        note=f"protocol={protocol}; reference = per-map OpenCV loop",
     ))
 
 
 _case("wwbl-1000", 1000, 304, 304, quick=False)
 _case("small", 50, 64, 64, quick=True)
+_case("wwbl-1000-protocol-wwbl", 1000, 304, 304, quick=False, protocol="wwbl")
+_case("small-protocol-wwbl", 50, 64, 64, quick=True, protocol="wwbl")

@@ -1,4 +1,6 @@
-"""RoIAlign at ReIR's size: C4 map [10, 1024, 38, 50], 50 boxes per image of an 800x600 image."""
+"""RoIAlign at ReIR's size: C4 map [10, 1024, 38, 50], 50 boxes per image of an 800x600 image.
+For a channels_last map, ours reads the map in place either way and runs with torchvision's layout
+(the default: NCHW output and input gradient) and with keep_channels_last=True (both channels_last)."""
 import torch
 
 from dapo_fast.bench.registry import Case, register
@@ -38,11 +40,16 @@ def _case(size, shape, per_image, channels_last, quick):
         impls["torchvision"] = lambda i: torchvision.ops.roi_align(i["input"], i["rois"], **args)
     except ImportError:
         pass
+    ours = ["dapo_fast[cpu]"]
+    if channels_last:
+        impls["dapo_fast[cpu,keep_channels_last]"] = lambda i: roi_align(i["input"], i["rois"], **args, backend="cpu",
+                                                                        keep_channels_last=True)
+        ours.append("dapo_fast[cpu,keep_channels_last]")
     n, c = shape[0], shape[1]
     k = n * per_image
     bytes_moved = 4 * (shape[0] * c * shape[2] * shape[3] + k * c * 49)
     return register(Case(
-        op="roi_align", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
+        op="roi_align", size=size, make_inputs=make, impls=impls, ours=ours,
         baselines=[b for b in ("torchvision", "reference", "reference[compile]") if b in impls],
         grad_inputs=["input"], bytes_moved=bytes_moved, quick=quick,
         note="aligned=True, sampling_ratio=2, spatial_scale=1/16, 7x7",

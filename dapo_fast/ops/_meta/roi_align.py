@@ -1,21 +1,29 @@
 """Fakes and autograd of roi_align (``dapo_fast::roi_align`` and ``dapo_fast::roi_align_triton``).
 
-Autograd flows to ``input`` only (as in torchvision). The backward op is linear in ``grad`` and is
-the adjoint of the forward, so its own gradient is the forward applied to the incoming gradient:
-double backward costs one forward.
+Autograd flows to ``input`` only (as in torchvision). The input's gradient takes the output's
+layout: NCHW (torchvision's), or channels_last when the forward kept a channels_last input's layout.
+The backward op is linear in ``grad`` and is the adjoint of the forward, so its own gradient is the
+forward applied to the incoming gradient: double backward costs one forward.
 """
 import torch
 
 from dapo_fast.ops import _checks
 
 
-def fake_roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
-    torch._check(input.dim() == 4, lambda: f"input must have 4 dimensions, got {input.dim()}")
-    torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "rois must have shape [K, 5]")
+def new_output(input, rois, pooled_height, pooled_width, keep_channels_last):
+    """The forward's uninitialised output: [K, C, PH, PW], laid out channels_last when the input is
+    and keep_channels_last asks for it."""
     num_rois, channels = rois.shape[0], input.shape[1]
-    if _checks.is_channels_last(input):
+    if keep_channels_last and _checks.is_channels_last(input):
         return input.new_empty((num_rois, pooled_height, pooled_width, channels)).permute(0, 3, 1, 2)
     return input.new_empty((num_rois, channels, pooled_height, pooled_width))
+
+
+def fake_roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned,
+                   keep_channels_last=False):
+    torch._check(input.dim() == 4, lambda: f"input must have 4 dimensions, got {input.dim()}")
+    torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "rois must have shape [K, 5]")
+    return new_output(input, rois, pooled_height, pooled_width, keep_channels_last)
 
 
 def fake_roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
@@ -25,11 +33,11 @@ def fake_roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_wid
 
 
 def setup_context(ctx, inputs, output):
-    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs
+    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs[:7]
     ctx.save_for_backward(rois)
     ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
     ctx.input_shape = input.shape
-    ctx.channels_last = _checks.is_channels_last(input)
+    ctx.channels_last = _checks.is_channels_last(output)
 
 
 def make_backward(backward_op):
@@ -38,11 +46,11 @@ def make_backward(backward_op):
         (rois,) = ctx.saved_tensors
         spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
         batch_size, channels, height, width = ctx.input_shape
-        if ctx.channels_last:  # grad_input takes grad's layout: make it the input's
-            grad = grad.contiguous(memory_format=torch.channels_last)
+        # grad_input takes grad's layout: make it the output's
+        grad = grad.contiguous(memory_format=torch.channels_last if ctx.channels_last else torch.contiguous_format)
         grad_input = backward_op(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
                                  width, sampling_ratio, aligned)
-        return grad_input, None, None, None, None, None, None
+        return (grad_input,) + (None,) * 7
 
     return backward
 

@@ -2,7 +2,7 @@
 import torch
 
 
-def fake_self_taught_targets(boxes, scores, iou_threshold, score_gap, weights):
+def fake_self_taught_targets(boxes, scores, iou_threshold, score_gap, weights, exclude_iou_one=False):
     b, j, p = boxes.shape[0], boxes.shape[1], scores.shape[1]
     return boxes.new_empty((b, p, j, 4)), boxes.new_empty((b, p, j))
 

@@ -69,31 +69,50 @@ def pseudo_label_contrastive_loss(phrase: torch.Tensor, region: torch.Tensor, te
     return _reduce(per_phrase, phrase_valid, reduction).to(out_dtype)
 
 
+# MPL's public code marks false negatives for the first 10 phrases of each image only (an [:10]
+# slice in flow/inner_similarity.py)
+MPL_CODE_FN_PHRASES = 10
+
+
 def pseudo_label_contrastive_loss_mpl_code_form(phrase, region, teacher_phrase, teacher_region, phrase_valid,
                                                 region_valid, fn_mask=None, tau=1.0, teacher_tau=1.0,
                                                 mode="none", reduction="mean"):
-    """MPL's public-code form (utils/utils_loss.py, flow/inner_similarity.py): einsum the student and
-    teacher logits to [B, B, Q, K], expand the masks to [B, B, Q, K], rearrange to [B, Q, B*K],
-    masked_fill, log_softmax / softmax, multiply, sum. Same numbers as the spec; it is the
-    benchmark baseline (its memory is what the fused kernel removes)."""
-    b, q = phrase.shape[:2]
-    k = region.shape[1]
-    output = torch.einsum("b q d, a k d -> b a q k", phrase, region) / tau          # [B, B, Q, K]
+    """What MPL's public training code computes (mytrain.py, utils/utils_loss.py WSLoss,
+    flow/inner_similarity.py), quirks included, at its memory cost ([B, B, Q, K] logits): the
+    form to use for MPL's own numbers, and the benchmark baseline. It differs from the paper's
+    form (:func:`pseudo_label_contrastive_loss`) in three ways:
+
+    * the student's log-softmax runs over every region of the batch, padded (invalid) ones
+      included; only the teacher masks them;
+    * false negatives are marked for the first 10 phrases of each image only: mode "fne" drops
+      them from those phrases' softmax, mode "fnc" adds them to those phrases' pseudo-labels;
+    * reduction "mean" divides by the number of valid phrases of images whose first region is
+      valid (the code counts ``x_mask[:, :, 0]``) plus float eps.
+
+    With every region valid and at most 10 phrases per image it equals the paper's form.
+    "sum" and "none" reductions sum / return the same per-phrase terms.
+    """
+    b, q, k = phrase.shape[0], phrase.shape[1], region.shape[1]
+    phrase_valid, region_valid = phrase_valid.bool(), region_valid.bool()
+    student = torch.einsum("bqd,akd->bqak", phrase, region) / tau                     # [B, Q, B, K]
     with torch.no_grad():
-        target_logits = torch.einsum("b q d, a k d -> b a q k", teacher_phrase, teacher_region) / teacher_tau
-    eye = torch.eye(b, dtype=torch.bool, device=phrase.device)[:, :, None, None].expand(b, b, q, k)
-    valid = region_valid.bool()[None, :, None, :].expand(b, b, q, k)
-    fn = (fn_mask.bool()[:, :, None, :].expand(b, b, q, k) & ~eye) if (fn_mask is not None and mode != "none") \
-        else torch.zeros_like(eye)
-    s_mask = valid & ~fn if mode == "fne" else valid
-    t_mask = valid & (eye | fn) if mode == "fnc" else valid & eye
-    finf = torch.finfo(output.dtype).max
-    output = output.permute(0, 2, 1, 3).reshape(b, q, b * k)                           # b q (a k)
-    log_p = output.masked_fill(~s_mask.permute(0, 2, 1, 3).reshape(b, q, b * k), -finf).log_softmax(-1)
-    t_flat = t_mask.permute(0, 2, 1, 3).reshape(b, q, b * k)
-    pseudo_target = target_logits.permute(0, 2, 1, 3).reshape(b, q, b * k).masked_fill(~t_flat, -finf)
-    pseudo_target = pseudo_target.softmax(-1).masked_fill(~t_flat, 0)
-    pseudo_target = pseudo_target.masked_fill(~phrase_valid.bool()[:, :, None], 0)
-    pseudo_target = pseudo_target.masked_fill(~t_flat.any(-1, keepdim=True), 0)
-    per_phrase = -(pseudo_target * log_p).sum(-1)
-    return _reduce(per_phrase, phrase_valid, reduction)
+        teacher = torch.einsum("bqd,akd->bqak", teacher_phrase, teacher_region) / teacher_tau
+    eye = torch.eye(b, dtype=torch.bool, device=phrase.device)[:, None, :, None]     # [B, 1, B, 1]
+    first_phrases = (torch.arange(q, device=phrase.device) < MPL_CODE_FN_PHRASES)[None, :, None, None]
+    if fn_mask is None or mode == "none":
+        fn = torch.zeros((b, q, b, k), dtype=torch.bool, device=phrase.device)
+    else:
+        fn = fn_mask.bool()[:, None] & ~eye & first_phrases                            # [B, Q, B, K]
+    lowest = torch.finfo(student.dtype).min
+    log_p = student.masked_fill(fn, lowest) if mode == "fne" else student
+    log_p = log_p.flatten(2).log_softmax(-1).view(b, q, b, k)
+    in_t = region_valid[None, None] & (eye | fn if mode == "fnc" else eye) & phrase_valid[:, :, None, None]
+    pi = teacher.masked_fill(~in_t, lowest).flatten(2).softmax(-1).view(b, q, b, k) * in_t
+    per_phrase = -(pi * log_p).flatten(2).sum(-1)
+    if reduction == "none":
+        return per_phrase
+    if reduction == "sum":
+        return per_phrase.sum()
+    first_region_valid = region_valid[:, :1] if k else torch.zeros((b, 1), dtype=torch.bool, device=phrase.device)
+    counted = (phrase_valid & first_region_valid).sum()
+    return per_phrase.sum() / (counted + torch.finfo(per_phrase.dtype).eps)

@@ -9,13 +9,15 @@ from dapo_fast.ops._reference.box_iou import box_iou
 
 
 def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.6, score_gap: float = 0.1,
-                        weights: Sequence[float] = DEFAULT_WEIGHTS) -> Tuple[Tensor, Tensor]:
+                        weights: Sequence[float] = DEFAULT_WEIGHTS, exclude_iou_one: bool = False
+                        ) -> Tuple[Tensor, Tensor]:
     """ReIR's pseudo regression targets.
 
     boxes [B, J, 4] proposals, scores [B, P, J] phrase-proposal scores. For each phrase p the most
     confident proposal j* (lowest index on ties) is the pseudo ground truth; proposal j != j*
     regresses toward it (weight 1, deltas = encode(box_j, box_j*)) when IoU(box_j, box_j*) >=
     iou_threshold and scores[j*] - scores[j] >= score_gap; otherwise weight 0 and deltas 0.
+    exclude_iou_one: also weight 0 when IoU(box_j, box_j*) == 1 exactly (ReIR's public code).
     Returns (deltas [B, P, J, 4], weights [B, P, J]) in boxes' dtype.
     """
     b, j = boxes.shape[0], boxes.shape[1]
@@ -28,6 +30,8 @@ def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.
     gap = torch.gather(scores, 2, best[..., None]) - scores               # [B, P, J]
     not_self = torch.arange(j, device=boxes.device)[None, None, :] != best[..., None]
     keep = (iou >= iou_threshold) & (gap >= score_gap) & not_self
+    if exclude_iou_one:
+        keep &= iou != 1
     deltas = box_encode(boxes[:, None].expand(b, p, j, 4), pseudo[:, :, None, :].expand(b, p, j, 4), weights)
     deltas = torch.where(keep[..., None], deltas, torch.zeros_like(deltas))
     return deltas, keep.to(boxes.dtype)

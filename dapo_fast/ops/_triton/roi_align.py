@@ -116,12 +116,10 @@ def _block_c(channels: int) -> int:
 
 @triton_op("dapo_fast::roi_align_triton", mutates_args=())
 def roi_align_triton(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
-                     pooled_width: int, sampling_ratio: int, aligned: bool) -> torch.Tensor:
+                     pooled_width: int, sampling_ratio: int, aligned: bool,
+                     keep_channels_last: bool = False) -> torch.Tensor:
     num_rois, channels = rois.shape[0], input.shape[1]
-    if _checks.is_channels_last(input):
-        out = input.new_empty((num_rois, pooled_height, pooled_width, channels)).permute(0, 3, 1, 2)
-    else:
-        out = input.new_empty((num_rois, channels, pooled_height, pooled_width))
+    out = _meta.new_output(input, rois, pooled_height, pooled_width, keep_channels_last)
     if out.numel() == 0:
         return out
     if input.shape[2] == 0 or input.shape[3] == 0:

@@ -1,7 +1,8 @@
 // Schema of resized_argmax: the peak of each heatmap after a bilinear resize to its own output
-// size (align_corners: torch's align_corners=True rule instead of False), the kernel behind the pointing-game metrics (dapo_fast/ops/pointing_game.py:
-// pointing_game, pointing_game_masks, resized_argmax). Kernels register per device in
-// resized_argmax_cpu.cpp and resized_argmax_cuda_impl.cpp. No autograd: the output is an index.
+// size (align_corners: torch's align_corners=True rule instead of False), the kernel behind the
+// pointing-game metrics (dapo_fast/ops/pointing_game.py: pointing_game, pointing_game_masks,
+// resized_argmax). Kernels register per device in resized_argmax_cpu.cpp and
+// resized_argmax_cuda_impl.cpp. No autograd: the output is an index.
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(dapo_fast, m) {

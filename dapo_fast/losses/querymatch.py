@@ -86,7 +86,10 @@ def negative_logits(text: torch.Tensor, queries: torch.Tensor, box_valid: torch.
         return logits.masked_fill(~other, float("-inf")).flatten(2)
     others = other_images(B, text.device)                                   # [B, B-1]
     flat = others[:, None, :, None] * queries.shape[1] + index              # global query ids
-    picked = queries.reshape(-1, queries.shape[-1])[flat.reshape(B, E, -1)]  # [B, E, (B-1)*num, D]
+    # index_select, not advanced indexing: its backward (index_add_) is deterministic on the CPU, while
+    # the backward of queries[flat] (index_put_ with accumulate) sums repeated ids in a thread-dependent order
+    D = queries.shape[-1]
+    picked = queries.reshape(-1, D).index_select(0, flat.reshape(-1)).reshape(B, E, -1, D)  # [B, E, (B-1)*num, D]
     return torch.einsum("bed,bend->ben", text, picked)
 
 

@@ -229,6 +229,12 @@ def test_code_instance_disambiguation_matches_the_code_restated(seed, backend):
     b, p, h, w = 6, 8, 9, 7
     response = torch.rand(b, 2, 1, h, w, dtype=torch.float64, requires_grad=True)  # 2 texts, 1 stage
     masks = torch.rand(b, p, h, w) > 0.5
+    # the straight-through term has no gradient where both texts pick the same proposal: in image 0
+    # they pick different ones (a single-pixel proposal each, where only that text peaks)
+    masks[0, :2] = False
+    masks[0, 0, 0, 0] = masks[0, 1, 0, 1] = True
+    with torch.no_grad():
+        response[0, 0, 0, 0, 0] = response[0, 1, 0, 0, 1] = 2.0
     mark = torch.tensor([1, 1, 0, 1, 1, 0], dtype=torch.bool)   # images whose second text exists
     partners = torch.full((b, 2, 1), -1)
     partners[:, 0, 0] = torch.where(mark, 1, -1)

@@ -11,7 +11,7 @@ from dapo_fast.ops import pseudo_label_contrastive_loss, self_taught_targets, se
 from dapo_fast.ops.self_taught_targets import self_taught_targets_reir_code_form
 
 
-def _mpl_inputs(B=4, K=6, Q=3, D=8, C=5, seed=0):
+def _mpl_inputs(B=4, K=6, Q=3, D=8, C=5, seed=0, all_regions_valid=False):
     g = torch.Generator().manual_seed(seed)
     base = torch.randn(K, C, generator=g)
     pooled = base[torch.randint(0, K, (B, K), generator=g)] + 0.05 * torch.randn(B, K, C, generator=g)
@@ -22,12 +22,16 @@ def _mpl_inputs(B=4, K=6, Q=3, D=8, C=5, seed=0):
     phrase_valid = torch.rand(B, Q, generator=g) < 0.7
     phrase_valid[:, 0] = True
     region_valid = torch.rand(B, K, generator=g) < 0.85
+    if all_regions_valid:
+        region_valid[:] = True
     return student, teacher, pooled.double(), phrase_valid, region_valid
 
 
 @pytest.mark.parametrize("mode", ["none", "fne", "fnc"])
 def test_mpl_loss_code_form_and_fused_agree(mode):
-    student, teacher, pooled, pv, rv = _mpl_inputs()
+    """Equal where MPL's code and the paper agree: every region valid (the synthetic proposals and a
+    full detections file), at most 10 phrases per image; the code's quirks are the op's own tests."""
+    student, teacher, pooled, pv, rv = _mpl_inputs(all_regions_valid=True)
     fused = mpl_loss(student, teacher, pooled, pv, rv, mode, 0.9, 1.0, torch.tensor(0.2, dtype=torch.float64))
     code = mpl_loss(student, teacher, pooled, pv, rv, mode, 0.9, 1.0, 0.2, code_form=True)
     torch.testing.assert_close(fused["loss"], code["loss"], rtol=1e-10, atol=1e-12)

@@ -46,10 +46,11 @@ def box_encode(proposals: Tensor, targets: Tensor, weights: Sequence[float] = DE
 
 def box_decode(deltas: Tensor, boxes: Tensor, weights: Sequence[float] = DEFAULT_WEIGHTS,
                scale_clamp: float = DEFAULT_SCALE_CLAMP, *, backend: str = "auto") -> Tensor:
-    """Boxes [..., 4] obtained by applying ``deltas`` [..., 4] to ``boxes`` [..., 4]."""
+    """Boxes [..., 4] obtained by applying ``deltas`` [..., 4] to ``boxes`` [..., 4]; dw and dh are
+    clamped at ``scale_clamp`` (a number, inf for no clamp; a NaN delta stays NaN)."""
     _pair(deltas, "deltas", boxes, "boxes")
     w = _checks.box_weights(weights)
-    scale_clamp = float(scale_clamp)
+    scale_clamp = _checks.real(scale_clamp, "scale_clamp", allow_inf=True)
     chosen = _backend.resolve(backend, deltas.device, has_triton=False)
     if chosen == "reference":
         return _reference.box_decode(deltas, boxes, w, scale_clamp)

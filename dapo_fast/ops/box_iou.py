@@ -25,8 +25,8 @@ def box_iou(a: Tensor, b: Tensor, *, backend: str = "auto") -> Tensor:
         b: Tensor[M, 4] or Tensor[B, M, 4] (same rank and batch size as ``a``), same dtype.
 
     Returns:
-        Tensor[N, M] (or [B, N, M]) of a's dtype. The kernel has no backward: when a or b needs a
-        gradient, auto runs the (differentiable) reference.
+        Tensor[N, M] (or [B, N, M]) of a's dtype, differentiable in a and b on every backend (the
+        kernels' gradient is the reference's).
     """
     _checks.tensor(a, "a")
     _checks.tensor(b, "b", device=a.device)
@@ -36,9 +36,6 @@ def box_iou(a: Tensor, b: Tensor, *, backend: str = "auto") -> Tensor:
         raise ValueError(f"b must have shape {'[B, M, 4] with B = a.shape[0]' if a.dim() == 3 else '[M, 4]'} "
                          f"like a {tuple(a.shape)}, got {tuple(b.shape)}")
     _checks.same_dtype(a, "a", b, "b")
-    needs_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
-    if needs_grad and backend == "auto":
-        backend = "reference"
     chosen = _backend.resolve(backend, a.device, has_triton=False)
     if chosen == "reference":
         return _reference.box_iou(a, b)
@@ -53,11 +50,13 @@ def box_accuracy(pred_boxes: Tensor, gt_boxes: Union[Tensor, Sequence[Tensor]], 
     Args:
         pred_boxes: Tensor[N, 4] (x1, y1, x2, y2), e.g. from heatmap_to_box rescaled to the image.
         gt_boxes: list of N Tensor[G_i, 4] or a Tensor[N, G, 4], same coordinate frame.
-        threshold: IoU threshold (0.5 in DAPO, WWbL, ReIR).
+        threshold: IoU threshold (0.5 in DAPO, WWbL, ReIR); finite.
 
     Returns:
-        Tensor[N] bool; a map without ground-truth boxes is a miss. Computed in float64.
+        Tensor[N] bool; a map without ground-truth boxes is a miss, and so is an IoU that is NaN
+        (a NaN box). Computed in float64.
     """
+    threshold = _checks.real(threshold, "threshold")
     _checks.tensor(pred_boxes, "pred_boxes", dtypes=None)
     if pred_boxes.dim() != 2 or pred_boxes.shape[1] != 4:
         raise ValueError(f"pred_boxes must have shape [N, 4], got {tuple(pred_boxes.shape)}")

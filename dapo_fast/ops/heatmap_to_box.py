@@ -17,7 +17,8 @@ confidences are all kept. Confidences are float64 sums; a component within ~1e-1
 the cut may fall differently between backends (never seen on the test maps).
 Differences from the original code (documented, on purpose): no colormap/uint8 quantisation,
 connected components instead of RETR_TREE contours (hole contours add no box), no NMS.
-A map containing NaN gives a NaN box.
+A map containing NaN or +-Inf gives a NaN box (min-max normalisation is undefined there), which
+box_accuracy counts as a miss.
 """
 import torch
 from torch import Tensor
@@ -42,11 +43,14 @@ def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold:
         backend: "auto" | "cpu" | "reference" (OpenCV, one map at a time).
 
     Returns:
-        Tensor[N, 4] float32 (x1, y1, x2, y2) in heatmap pixels, x2/y2 exclusive.
+        Tensor[N, 4] float32 (x1, y1, x2, y2) in heatmap pixels, x2/y2 exclusive. Not
+        differentiable (a box is piecewise constant in the heat): the result never requires grad.
     """
     _checks.tensor(heatmaps, "heatmaps", dim=3)
-    rel_threshold = float(rel_threshold)
-    conf_threshold = float(conf_threshold)
+    rel_threshold = _checks.real(rel_threshold, "rel_threshold")
+    conf_threshold = _checks.real(conf_threshold, "conf_threshold")
+    tozero = _checks.flag(tozero, "tozero")
+    heatmaps = heatmaps.detach()  # a box per map: piecewise constant in the heat, no gradient
     if not 0.0 <= rel_threshold <= 1.0:
         raise ValueError(f"rel_threshold must be in [0, 1], got {rel_threshold}")
     if not conf_threshold >= 0.0:
@@ -55,8 +59,8 @@ def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold:
         raise ValueError(f"heatmaps must have a non-empty map size, got {tuple(heatmaps.shape)}")
     chosen = _backend.resolve(backend, heatmaps.device, has_triton=False)
     if chosen == "reference":
-        return _reference.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero))
-    return torch.ops.dapo_fast.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero))
+        return _reference.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, tozero)
+    return torch.ops.dapo_fast.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, tozero)
 
 
 if _extension.HAS_C:

@@ -10,6 +10,7 @@ Tie rule: among equal maxima of the resized map the first in row-major order win
 """
 from typing import Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,10 +25,28 @@ BoxesType = Union[Tensor, Sequence[Tensor]]
 
 
 def _sizes_tensor(sizes, name: str, n: int, device: torch.device) -> Tensor:
-    if not isinstance(sizes, Tensor):
-        sizes = torch.as_tensor(sizes)
-    if sizes.dtype.is_complex or sizes.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer (height, width) pairs, got dtype {sizes.dtype}")
+    """``sizes`` (a Tensor[N, 2] or [2] of integers, or (height, width) pairs of ints) as an int64
+    Tensor[N, 2] on ``device``. Sizes must be positive and fit a 32-bit int; the values of a CUDA
+    tensor (and of any tensor under torch.compile) are left to the kernel, which checks them."""
+    if isinstance(sizes, np.ndarray):
+        sizes = torch.from_numpy(sizes)
+    if isinstance(sizes, Tensor):
+        if sizes.is_floating_point() or sizes.is_complex() or sizes.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer (height, width) pairs, got dtype {sizes.dtype}")
+        if sizes.device.type == "cpu" and not torch.compiler.is_compiling() and sizes.numel() \
+                and not (sizes.min() >= 1 and sizes.max() <= _checks.INT32_MAX):
+            raise ValueError(f"{name} must be positive, at most {_checks.INT32_MAX}, got {sizes.tolist()}")
+    else:
+        if not isinstance(sizes, (list, tuple)):
+            raise TypeError(f"{name} must be a Tensor[N, 2] or (height, width) pairs, got {type(sizes).__name__}")
+        one_pair = len(sizes) == 2 and not any(isinstance(v, (list, tuple, Tensor)) for v in sizes)
+        rows = [sizes] if one_pair else sizes
+        for i, row in enumerate(rows):
+            if not isinstance(row, (list, tuple)) or len(row) != 2:
+                raise TypeError(f"{name} must be a Tensor[N, 2] or (height, width) pairs, got {row!r} at {i}")
+        values = [[_checks.integer(v, f"{name}[{i}][{j}]", low=1) for j, v in enumerate(row)]
+                  for i, row in enumerate(rows)]
+        sizes = torch.tensor(values[0] if one_pair else values, dtype=torch.int64).reshape((2,) if one_pair else (-1, 2))
     if sizes.dim() == 1 and sizes.shape[0] == 2:
         sizes = sizes.expand(n, 2)
     if sizes.dim() != 2 or sizes.shape[1] != 2 or sizes.shape[0] != n:
@@ -71,6 +90,7 @@ def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_
         Tensor[N] bool (and the peaks when asked). A map with no boxes is a miss.
     """
     _checks.tensor(heatmaps, "heatmaps", dim=3)
+    return_peaks = _checks.flag(return_peaks, "return_peaks")
     n = heatmaps.shape[0]
     sizes = _sizes_tensor(image_sizes, "image_sizes", n, heatmaps.device)
     boxes, owner = _checks.gt_boxes_per_map(gt_boxes, n, heatmaps.device, "gt_boxes")
@@ -94,11 +114,13 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
         Tensor[N] bool (and the Tensor[N, 2] (row, col) peaks when return_peaks).
     """
     _checks.tensor(heatmaps, "heatmaps", dim=3)
+    return_peaks = _checks.flag(return_peaks, "return_peaks")
     n = heatmaps.shape[0]
     if isinstance(gt_masks, Tensor):
         _checks.tensor(gt_masks, "gt_masks", dtypes=None)
-        if gt_masks.dim() != 3 or gt_masks.shape[0] != n:
-            raise ValueError(f"gt_masks must have shape [N, H, W] with N = {n}, got {tuple(gt_masks.shape)}")
+        if gt_masks.dim() != 3 or gt_masks.shape[0] != n or (n and 0 in gt_masks.shape[1:]):
+            raise ValueError(f"gt_masks must have shape [N, H, W] with N = {n} and H, W > 0, got "
+                             f"{tuple(gt_masks.shape)}")
         peaks = resized_argmax(heatmaps, list(gt_masks.shape[1:]), backend=backend)
         m = gt_masks.to(heatmaps.device)
         hits = m[torch.arange(n, device=m.device), peaks[:, 0], peaks[:, 1]] != 0
@@ -109,6 +131,8 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
         raise ValueError(f"gt_masks must have one mask per heatmap ({n}), got {len(gt_masks)}")
     for i, m in enumerate(gt_masks):
         _checks.tensor(m, f"gt_masks[{i}]", dim=2, dtypes=None)
+        if 0 in m.shape:
+            raise ValueError(f"gt_masks[{i}] must have a non-empty size [H, W], got {tuple(m.shape)}")
     if n == 0:
         peaks = torch.empty((0, 2), dtype=torch.int64, device=heatmaps.device)
         hits = torch.empty((0,), dtype=torch.bool, device=heatmaps.device)

@@ -21,6 +21,9 @@ __all__ = ["roi_align", "RoIAlign", "boxes_to_rois"]
 
 BoxesType = Union[Tensor, List[Tensor], Sequence[Tensor]]
 
+# the largest sampling_ratio whose sampling_ratio**2 samples per bin a 32-bit int counts
+MAX_SAMPLING_RATIO = 46340
+
 
 def boxes_to_rois(boxes: BoxesType, dtype: torch.dtype, device: torch.device) -> Tensor:
     """Tensor[K, 5] (batch_index, x1, y1, x2, y2) from either that or a list of Tensor[L_i, 4]."""
@@ -50,23 +53,31 @@ def roi_align(input: Tensor, boxes: BoxesType, output_size, spatial_scale: float
             reduced types). Any layout; channels_last is read in place.
         boxes: Tensor[K, 5] rows (batch_index, x1, y1, x2, y2), or a list of N Tensor[L_i, 4].
         output_size: int or (height, width) of the pooled output, > 0.
-        spatial_scale: maps box coordinates to input coordinates (1/16 for a stride-16 map).
+        spatial_scale: maps box coordinates to input coordinates (1/16 for a stride-16 map); finite.
         sampling_ratio: samples per bin along each axis; <= 0 means ceil(bin size) (adaptive).
+            At most 46340: the sampling_ratio**2 samples of a bin are counted in a 32-bit int.
         aligned: shift boxes by -0.5 pixel (Detectron2's ROIAlignV2) for exact alignment.
         backend: "auto" | "cpu" | "cuda" | "triton" | "reference".
 
     Returns:
         Tensor[K, C, output_h, output_w] of ``input.dtype``.
+
+    NaN and Inf: a NaN or Inf pixel reaches every bin with a sample that reads it (with a zero
+    bilinear weight too, as in torchvision); samples outside the map read nothing (as in
+    torchvision's CUDA kernel; its CPU kernel reads pixel (0, 0) with weight 0 for them, so a NaN
+    there reaches every bin with such a sample). A box with a NaN coordinate, or of infinite size,
+    pools 0 (torchvision's result there is undefined).
     """
     _checks.tensor(input, "input", dim=4)
     rois = boxes_to_rois(boxes, input.dtype, input.device)
     _checks.same_dtype(input, "input", rois, "boxes")
     _checks.tensor(rois, "boxes", device=input.device)
     pooled_h, pooled_w = _checks.positive_pair(output_size, "output_size")
-    if not isinstance(sampling_ratio, int):
-        raise TypeError(f"sampling_ratio must be an int, got {sampling_ratio!r}")
-    spatial_scale = float(spatial_scale)
-    aligned = bool(aligned)
+    sampling_ratio = _checks.integer(sampling_ratio, "sampling_ratio", high=MAX_SAMPLING_RATIO)
+    spatial_scale = _checks.real(spatial_scale, "spatial_scale")
+    aligned = _checks.flag(aligned, "aligned")
+    _checks.allocatable((rois.shape[0], input.shape[1], pooled_h, pooled_w), input.dtype, input.device,
+                        "boxes, input and output_size")
 
     chosen = _backend.resolve(backend, input.device)
     if chosen == "reference":

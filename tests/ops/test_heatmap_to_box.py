@@ -128,3 +128,28 @@ def test_cuda_matches_reference(seed):
     maps = mixed_maps(60, 37, 45, torch.Generator().manual_seed(seed))
     assert torch.equal(heatmap_to_box(maps.cuda()).cpu(), reference(maps))
     torch.library.opcheck(torch.ops.dapo_fast.heatmap_to_box.default, (maps.cuda(), 0.5, 0.5, False))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_not_differentiable_and_says_so(backend):
+    """The box is piecewise constant in the heat: the result never requires grad (the C++ op used to
+    return a tensor that required grad and whose backward gave no gradient)."""
+    maps = torch.rand(2, 5, 6, requires_grad=True)
+    assert not heatmap_to_box(maps, backend=backend).requires_grad
+
+
+def test_reference_gives_a_nan_box_for_an_infinite_map():
+    # the reference used to fail (min() of an empty sequence) on a map with +Inf
+    maps = torch.rand(3, 5, 6, dtype=torch.float64)
+    maps[0, 2, 3], maps[1, 0, 0] = float("inf"), -float("inf")
+    out = heatmap_to_box(maps, 0.0, 1.0, backend="reference")
+    assert torch.isnan(out[:2]).all() and torch.isfinite(out[2]).all()
+
+
+@pytest.mark.parametrize("name, value", [("rel_threshold", None), ("conf_threshold", "0.5"), ("tozero", "no"),
+                                         ("rel_threshold", float("nan"))])
+def test_scalar_arguments_are_checked(name, value):
+    args = dict(rel_threshold=0.5, conf_threshold=0.5, tozero=False)
+    args[name] = value
+    with pytest.raises((TypeError, ValueError), match=name):
+        heatmap_to_box(torch.rand(2, 4, 4), **args)

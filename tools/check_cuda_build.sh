@@ -21,8 +21,9 @@ import torch, dapo_fast
 info = dapo_fast.build_info()
 assert info["cuda"], info
 ops = [op for op in torch._C._dispatch_get_all_op_names() if op.startswith("dapo_fast::")]
-missing = [op for op in ops if not op.endswith("_triton") and not torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA")]
+missing = [op for op in ops if "_triton" not in op and not torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA")]
 print("CUDA build imports:", info)
 print("ops with a CUDA kernel:", sorted(set(ops) - set(missing)))
 print("ops without one:", sorted(missing))
+assert not missing, f"compiled ops without a CUDA kernel: {sorted(missing)}"
 PY

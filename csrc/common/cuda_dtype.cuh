@@ -33,9 +33,14 @@ void dispatch_dtype(DType dtype, F&& f) {
   }
 }
 
-inline int blocks_for(long long n, int threads) {
-  long long b = (n + threads - 1) / threads;
-  return static_cast<int>(b < 65535LL * 16 ? (b > 0 ? b : 1) : 65535LL * 16);
+// A row of 4 values (a box) in the accumulation type, and back.
+template <typename acc_t, typename scalar_t>
+__device__ __forceinline__ void load4(const scalar_t* p, acc_t* v) {
+  for (int k = 0; k < 4; ++k) v[k] = static_cast<acc_t>(to_acc(p[k]));
+}
+template <typename acc_t, typename scalar_t>
+__device__ __forceinline__ void store4(const acc_t* v, scalar_t* p) {
+  for (int k = 0; k < 4; ++k) p[k] = from_acc<scalar_t>(v[k]);
 }
 
 }  // namespace dapo_fast

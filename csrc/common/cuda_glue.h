@@ -1,6 +1,7 @@
 // Helpers for the *_cuda_impl.cpp tensor glue files (host C++, no CUDA types).
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/util/Exception.h>
 
 #include "dtype.h"
@@ -16,5 +17,8 @@ inline DType cuda_dtype(const at::Tensor& t) {
     default: TORCH_CHECK(false, "unsupported dtype ", t.scalar_type(), " (float16/bfloat16/float32/float64 only)");
   }
 }
+
+// The current stream of the current device, as the void* the pure CUDA launchers take.
+inline void* current_cuda_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
 }  // namespace dapo_fast

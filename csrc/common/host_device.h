@@ -7,3 +7,13 @@
 #else
 #define HOST_DEVICE inline
 #endif
+
+namespace dapo_fast {
+
+// max / min written the same for nvcc and the host compiler. A NaN as `a` gives b; as `b`, NaN.
+template <typename T>
+HOST_DEVICE T max_of(T a, T b) { return a > b ? a : b; }
+template <typename T>
+HOST_DEVICE T min_of(T a, T b) { return a < b ? a : b; }
+
+}  // namespace dapo_fast

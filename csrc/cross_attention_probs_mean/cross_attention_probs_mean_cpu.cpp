@@ -26,7 +26,7 @@
 
 // 64-byte GCC vectors are passed between always-inline helpers only; the ABI note is moot.
 #pragma GCC diagnostic ignored "-Wpsabi"
-#include "cross_attention_probs_mean_checks.h"
+#include "cross_attention_probs_mean_prepare.h"
 #include "cross_attention_probs_mean_common.h"
 
 namespace dapo_fast {
@@ -325,96 +325,40 @@ void backward_kernel(const T* grad, const int64_t* gs, const T* q, const int64_t
   });
 }
 
-// The kernels read float/double with unit stride along d; half/bfloat16 run in float.
-at::Tensor compute_operand(const at::Tensor& t) {
-  at::Tensor c = (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) ? t.to(at::kFloat) : t;
-  return c.stride(-1) == 1 ? c : c.contiguous();
-}
+struct CpuKernels {
+  static constexpr KernelTypes kTypes = KernelTypes::FloatOrDouble;
 
-std::optional<at::Tensor> compute_bias(const std::optional<at::Tensor>& key_bias, at::ScalarType type) {
-  if (!key_bias.has_value() || !key_bias->defined()) return std::nullopt;
-  return key_bias->to(type).contiguous();
-}
-
-void run_forward(const at::Tensor& q_in, const at::Tensor& k_in, double scale,
-                 const std::optional<at::Tensor>& key_bias, double weight, at::Tensor& out, bool accumulate) {
-  const at::Tensor q = compute_operand(q_in), k = compute_operand(k_in);
-  const auto bias = compute_bias(key_bias, q.scalar_type());
-  const Sizes s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
-  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "cross_attention_probs_mean_cpu", [&] {
-    const int64_t qs[3] = {q.stride(0), q.stride(1), q.stride(2)};
-    const int64_t ks[3] = {k.stride(0), k.stride(1), k.stride(2)};
-    const int64_t os[3] = {out.stride(0), out.stride(1), out.stride(2)};
-    forward_kernel<scalar_t>(q.data_ptr<scalar_t>(), qs, k.data_ptr<scalar_t>(), ks,
-                             bias ? bias->data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(), os, s,
-                             static_cast<scalar_t>(scale), static_cast<scalar_t>(weight), accumulate);
-  });
-}
-
-bool reduced(const at::Tensor& t) { return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16; }
-
-at::Tensor probs_mean_cpu(const at::Tensor& q, const at::Tensor& k, double scale,
-                          const std::optional<at::Tensor>& key_bias, double weight) {
-  check_probs_mean_args(q, k, key_bias);
-  at::Tensor out = at::empty({q.size(0), q.size(2), k.size(2)}, q.options().dtype(reduced(q) ? at::kFloat : q.scalar_type()));
-  if (out.numel() == 0) return out.to(q.scalar_type());
-  if (q.size(1) == 0) {  // no head: the mean is undefined (NaN, like torch.mean of nothing)
-    out.fill_(std::numeric_limits<double>::quiet_NaN());
-    return out.to(q.scalar_type());
-  }
-  run_forward(q, k, scale, key_bias, weight, out, false);
-  return reduced(q) ? out.to(q.scalar_type()) : out;
-}
-
-void probs_mean_accumulate_cpu(at::Tensor& out, const at::Tensor& q, const at::Tensor& k, double scale,
-                               const std::optional<at::Tensor>& key_bias, double weight) {
-  check_probs_mean_args(q, k, key_bias);
-  check_probs_mean_out(out, q, k, "out");
-  if (out.numel() == 0) return;
-  if (reduced(q) || q.size(1) == 0) {
-    out.add_(probs_mean_cpu(q, k, scale, key_bias, weight));
-    return;
-  }
-  run_forward(q, k, scale, key_bias, weight, out, true);
-}
-
-std::tuple<at::Tensor, at::Tensor> probs_mean_backward_cpu(const at::Tensor& grad_in, const at::Tensor& q_in,
-                                                            const at::Tensor& k_in, double scale,
-                                                            const std::optional<at::Tensor>& key_bias,
-                                                            double weight) {
-  check_probs_mean_args(q_in, k_in, key_bias);
-  check_dim(grad_in, 3, "grad");
-  TORCH_CHECK(grad_in.size(0) == q_in.size(0) && grad_in.size(1) == q_in.size(2) && grad_in.size(2) == k_in.size(2),
-              "grad must have shape [B, HW, T], got ", grad_in.sizes());
-  const at::Tensor q = compute_operand(q_in), k = compute_operand(k_in);
-  const at::Tensor grad = grad_in.to(q.scalar_type());
-  const auto bias = compute_bias(key_bias, q.scalar_type());
-  at::Tensor dq = at::empty(q.sizes(), q.options());
-  at::Tensor dk = at::empty(k.sizes(), k.options());
-  const Sizes s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
-  if (s.keys == 0 || s.rows == 0 || s.dim == 0 || s.batch == 0 || s.heads == 0) {
-    dq.zero_();
-    dk.zero_();
-  } else {
-    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "cross_attention_probs_mean_backward_cpu", [&] {
-      const int64_t gs[3] = {grad.stride(0), grad.stride(1), grad.stride(2)};
+  // out (= or +=) the head-mean probabilities; operands and out in the compute type.
+  static void forward(const ProbsMeanInputs& in, const at::Tensor& out, bool accumulate) {
+    const at::Tensor &q = in.q, &k = in.k;
+    const Sizes s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "cross_attention_probs_mean_cpu", [&] {
       const int64_t qs[3] = {q.stride(0), q.stride(1), q.stride(2)};
       const int64_t ks[3] = {k.stride(0), k.stride(1), k.stride(2)};
-      backward_kernel<scalar_t>(grad.data_ptr<scalar_t>(), gs, q.data_ptr<scalar_t>(), qs, k.data_ptr<scalar_t>(), ks,
-                                bias ? bias->data_ptr<scalar_t>() : nullptr, dq.data_ptr<scalar_t>(),
-                                dk.data_ptr<scalar_t>(), s, static_cast<scalar_t>(scale),
-                                static_cast<scalar_t>(weight));
+      const int64_t os[3] = {out.stride(0), out.stride(1), out.stride(2)};
+      forward_kernel<scalar_t>(q.data_ptr<scalar_t>(), qs, k.data_ptr<scalar_t>(), ks,
+                               in.bias.defined() ? in.bias.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(),
+                               os, s, static_cast<scalar_t>(in.scale), static_cast<scalar_t>(in.weight), accumulate);
     });
   }
-  return {dq.to(q_in.scalar_type()), dk.to(k_in.scalar_type())};
-}
+
+  static void backward(const ProbsMeanBackward& p) {
+    const at::Tensor &q = p.in.q, &k = p.in.k, &g = p.grad;
+    const Sizes s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "cross_attention_probs_mean_backward_cpu", [&] {
+      const int64_t gs[3] = {g.stride(0), g.stride(1), g.stride(2)};
+      const int64_t qs[3] = {q.stride(0), q.stride(1), q.stride(2)};
+      const int64_t ks[3] = {k.stride(0), k.stride(1), k.stride(2)};
+      backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), gs, q.data_ptr<scalar_t>(), qs, k.data_ptr<scalar_t>(), ks,
+                                p.in.bias.defined() ? p.in.bias.data_ptr<scalar_t>() : nullptr,
+                                p.dq.data_ptr<scalar_t>(), p.dk.data_ptr<scalar_t>(), s,
+                                static_cast<scalar_t>(p.in.scale), static_cast<scalar_t>(p.in.weight));
+    });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) {
-  m.impl("cross_attention_probs_mean", &probs_mean_cpu);
-  m.impl("cross_attention_probs_mean_accumulate", &probs_mean_accumulate_cpu);
-  m.impl("cross_attention_probs_mean_backward", &probs_mean_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) { register_cross_attention_probs_mean<CpuKernels>(m); }
 
 }  // namespace dapo_fast

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "../common/cuda_dtype.cuh"
+#include "../common/cuda_launch.cuh"
 #include "../common/cuda_reduce.cuh"
 #include "cross_attention_probs_mean_common.h"
 #include "cross_attention_probs_mean_cuda.h"
@@ -149,6 +150,7 @@ void probs_mean_forward_cuda_launch(DType dtype, const void* q, const void* k, c
     forward_kernel<scalar_t, acc_t><<<grid_for(s.batch * s.rows), kThreads, smem, static_cast<cudaStream_t>(stream)>>>(
         static_cast<const scalar_t*>(q), static_cast<const scalar_t*>(k), static_cast<const scalar_t*>(bias),
         static_cast<scalar_t*>(out), os[0], os[1], os[2], accumulate, s);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
@@ -162,9 +164,11 @@ void probs_mean_backward_cuda_launch(DType dtype, const void* grad, const void* 
     backward_rows_kernel<scalar_t, acc_t><<<grid_for(s.batch * s.heads * s.rows), kThreads, smem, st>>>(
         static_cast<const scalar_t*>(grad), static_cast<const scalar_t*>(q), static_cast<const scalar_t*>(k),
         static_cast<const scalar_t*>(bias), static_cast<acc_t*>(ds_workspace), static_cast<scalar_t*>(dq), s);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
     const int64_t total = s.batch * s.heads * s.keys * s.dim;
     backward_keys_kernel<scalar_t, acc_t><<<blocks_for(total, 256), 256, 0, st>>>(
         static_cast<const acc_t*>(ds_workspace), static_cast<const scalar_t*>(q), static_cast<scalar_t*>(dk), s);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "../common/cpu_clones.h"
-#include "false_negative_mask_checks.h"
+#include "false_negative_mask_prepare.h"
 #include "false_negative_mask_driver.h"
 
 namespace dapo_fast {
@@ -75,24 +75,21 @@ void tile_kernel_cpu(const FalseNegativeTile& t, at::Tensor& out, const T* inv_n
 
 constexpr int64_t kCpuTileRows = 1024;
 
-at::Tensor false_negative_mask_cpu(const at::Tensor& region_feats, const at::Tensor& region_valid, double threshold) {
-  check_false_negative_mask_args(region_feats, region_valid, threshold);
-  const auto ct = region_feats.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor feats = region_feats.to(ct).contiguous();
-  const at::Tensor inv_norm =
-      feats.norm(2, {-1}, false).clamp_min(kNormEps).reciprocal().reshape({-1}).contiguous();
-  const at::Tensor valid = region_valid.contiguous().to(at::kByte).reshape({-1});
-  return false_negative_mask_tiles(feats, kCpuTileRows, [&](const FalseNegativeTile& t, at::Tensor& out) {
-    if (ct == at::kDouble)
-      tile_kernel_cpu<double>(t, out, inv_norm.data_ptr<double>(), valid.data_ptr<uint8_t>(), threshold);
-    else
-      tile_kernel_cpu<float>(t, out, inv_norm.data_ptr<float>(), valid.data_ptr<uint8_t>(),
-                             static_cast<float>(threshold));
-  });
-}
+struct CpuKernels {
+  static at::Tensor tiles(const FalseNegativeMask& p) {
+    const double threshold = p.threshold;
+    return false_negative_mask_tiles(p.feats, kCpuTileRows, [&](const FalseNegativeTile& t, at::Tensor& out) {
+      if (p.feats.scalar_type() == at::kDouble)
+        tile_kernel_cpu<double>(t, out, p.inv_norm.data_ptr<double>(), p.valid.data_ptr<uint8_t>(), threshold);
+      else
+        tile_kernel_cpu<float>(t, out, p.inv_norm.data_ptr<float>(), p.valid.data_ptr<uint8_t>(),
+                               static_cast<float>(threshold));
+    });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) { m.impl("false_negative_mask", &false_negative_mask_cpu); }
+TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) { register_false_negative_mask<CpuKernels>(m); }
 
 }  // namespace dapo_fast

@@ -3,6 +3,7 @@
 // itself comes from cuBLAS (false_negative_mask_driver.h).
 #include <cuda_runtime.h>
 
+#include "../common/cuda_launch.cuh"
 #include "false_negative_mask_common.h"
 #include "false_negative_mask_cuda.h"
 
@@ -42,7 +43,7 @@ __global__ void block_kernel(const T* dot, int64_t ld, const T* inv_norm, const 
 void false_negative_block_cuda_launch(bool is_double, const void* dot, int64_t ld, const void* inv_norm,
                                       const uint8_t* valid, uint8_t* out, int64_t batch, int64_t k, int64_t i0,
                                       int64_t ni, int64_t a0, int64_t na, double threshold, void* stream) {
-  const unsigned grid = static_cast<unsigned>(ni * na);
+  const unsigned grid = grid_of(ni * na);
   if (grid == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   if (is_double)
@@ -52,6 +53,7 @@ void false_negative_block_cuda_launch(bool is_double, const void* dot, int64_t l
   else
     block_kernel<float><<<grid, 128, 0, s>>>(static_cast<const float*>(dot), ld, static_cast<const float*>(inv_norm),
                                              valid, out, batch, k, i0, ni, a0, na, static_cast<float>(threshold));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace dapo_fast

@@ -5,15 +5,14 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <cmath>
 #include <vector>
 
 #include "../common/grain.h"
-#include "../common/checks.h"
 #include "heatmap_to_box_common.h"
+#include "heatmap_to_box_prepare.h"
 
 namespace dapo_fast {
 namespace {
@@ -141,30 +140,27 @@ void box_of_map(const scalar_t* map, int h, int w, double rel_threshold, double 
   out[3] = static_cast<float>(by1);
 }
 
-at::Tensor heatmap_to_box_cpu(const at::Tensor& heatmaps_in, double rel_threshold, double conf_threshold,
-                              bool tozero) {
-  check_dim(heatmaps_in, 3, "heatmaps");
-  check_floating(heatmaps_in, "heatmaps");
-  TORCH_CHECK(heatmaps_in.size(1) * heatmaps_in.size(2) < (int64_t(1) << 31), "heatmaps maps must have < 2^31 pixels");
-  const at::Tensor heatmaps = heatmaps_in.contiguous();
+struct CpuKernels {
+  static void run(const HeatmapToBox& p);
+};
+
+void CpuKernels::run(const HeatmapToBox& p) {
+  const at::Tensor& heatmaps = p.heatmaps;
   const int64_t n = heatmaps.size(0);
   const int h = static_cast<int>(heatmaps.size(1)), w = static_cast<int>(heatmaps.size(2));
-  at::Tensor out = at::empty({n, 4}, heatmaps.options().dtype(at::kFloat));
-  if (n == 0) return out;
-  float* out_ptr = out.data_ptr<float>();
+  float* out_ptr = p.out.data_ptr<float>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, heatmaps.scalar_type(), "heatmap_to_box_cpu", [&] {
     const scalar_t* maps = heatmaps.data_ptr<scalar_t>();
     at::parallel_for(0, n, grain_for(20 * h * w), [&](int64_t begin, int64_t end) {
       Scratch s;
       for (int64_t i = begin; i < end; ++i)
-        box_of_map(maps + i * h * w, h, w, rel_threshold, conf_threshold, tozero, out_ptr + 4 * i, s);
+        box_of_map(maps + i * h * w, h, w, p.rel_threshold, p.conf_threshold, p.tozero, out_ptr + 4 * i, s);
     });
   });
-  return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) { m.impl("heatmap_to_box", &heatmap_to_box_cpu); }
+TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) { register_heatmap_to_box<CpuKernels>(m); }
 
 }  // namespace dapo_fast

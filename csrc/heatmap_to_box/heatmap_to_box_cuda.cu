@@ -9,6 +9,7 @@
 
 #include "../common/block_reduce.cuh"
 #include "../common/cuda_dtype.cuh"
+#include "../common/cuda_launch.cuh"
 #include "heatmap_to_box_common.h"
 #include "heatmap_to_box_cuda.h"
 
@@ -151,9 +152,10 @@ void heatmap_to_box_cuda_launch(DType dtype, const void* heatmaps, int32_t* labe
   if (n == 0) return;
   dispatch_dtype(dtype, [&](auto tag) {
     using scalar_t = decltype(tag);
-    heatmap_to_box_kernel<scalar_t><<<(unsigned)n, kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
+    heatmap_to_box_kernel<scalar_t><<<grid_of(n), kBlock, 0, static_cast<cudaStream_t>(stream)>>>(
         static_cast<const scalar_t*>(heatmaps), labels, boxes, conf, out, (int)h, (int)w, rel_threshold,
         conf_threshold, tozero);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 

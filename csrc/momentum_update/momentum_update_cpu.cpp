@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "../common/cpu_clones.h"
-#include "momentum_update_checks.h"
+#include "momentum_update_prepare.h"
 #include "momentum_update_common.h"
 
 namespace dapo_fast {
@@ -38,18 +38,17 @@ struct Chunk {
 constexpr int64_t kChunk = 1 << 15;
 constexpr int64_t kParallelElements = 1 << 20;
 
-void momentum_update_cpu(at::TensorList teacher, at::TensorList student, double momentum) {
-  check_momentum_update_args(teacher, student, momentum);
+struct CpuKernels {
+  static void run(at::TensorList teacher, const MomentumUpdate& p);
+};
+
+void CpuKernels::run(at::TensorList teacher, const MomentumUpdate& p) {
+  const std::vector<at::Tensor>& students = p.students;
+  const double momentum = p.momentum;
   std::vector<Chunk> chunks;
-  std::vector<at::Tensor> students(student.size());
   for (size_t i = 0; i < teacher.size(); ++i) {
-    const at::Tensor& t = teacher[i];
-    if (!t.is_contiguous()) {  // rare (a strided view as parameter): plain ATen in place
-      t.mul_(momentum).add_(student[i].to(t.scalar_type()), 1.0 - momentum);
-      continue;
-    }
-    students[i] = student[i].is_contiguous() ? student[i] : student[i].contiguous();
-    const int64_t n = t.numel();
+    if (!students[i].defined()) continue;
+    const int64_t n = teacher[i].numel();
     for (int64_t b = 0; b < n; b += kChunk) chunks.push_back({static_cast<int64_t>(i), b, std::min(n, b + kChunk)});
   }
   // each task gets at least kParallelElements elements: below that, waking a second thread costs
@@ -75,6 +74,6 @@ void momentum_update_cpu(at::TensorList teacher, at::TensorList student, double 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) { m.impl("momentum_update_", &momentum_update_cpu); }
+TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) { register_momentum_update<CpuKernels>(m); }
 
 }  // namespace dapo_fast

@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include "../common/cuda_dtype.cuh"
+#include "../common/cuda_launch.cuh"
 #include "momentum_update_common.h"
 #include "momentum_update_cuda.h"
 
@@ -26,8 +27,9 @@ void momentum_update_cuda_launch(DType dtype, const int64_t* chunks, int64_t n_c
   if (n_chunks == 0) return;
   dispatch_dtype(dtype, [&](auto tag) {
     using scalar_t = decltype(tag);
-    ema_kernel<scalar_t><<<static_cast<unsigned>(n_chunks), 256, 0, static_cast<cudaStream_t>(stream)>>>(
-        chunks, pointers, momentum);
+    ema_kernel<scalar_t><<<grid_of(n_chunks), 256, 0, static_cast<cudaStream_t>(stream)>>>(chunks, pointers,
+                                                                                          momentum);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 

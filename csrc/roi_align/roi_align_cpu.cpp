@@ -9,7 +9,6 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -17,7 +16,7 @@
 #include <vector>
 
 #include "../common/cpu_vec.h"
-#include "roi_align_checks.h"
+#include "roi_align_prepare.h"
 #include "roi_align_common.h"
 
 namespace dapo_fast {
@@ -429,69 +428,37 @@ void check_batch_indices(const scalar_t* rois, int64_t num_rois, int64_t batch_s
   }
 }
 
-at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois_in, double spatial_scale,
-                                 int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned) {
-  check_roi_align_args(input, "input", 4, rois_in, pooled_height, pooled_width);
-  const bool nhwc = is_channels_last(input);
-  const at::Tensor feat = nhwc ? input : input.contiguous();
-  const at::Tensor rois = rois_in.contiguous();
-  const Shape s{rois.size(0), input.size(1), input.size(2), input.size(3), pooled_height, pooled_width};
-  at::Tensor out_buffer = nhwc ? at::empty({s.rois, pooled_height, pooled_width, s.channels}, input.options())
-                               : at::empty({s.rois, s.channels, pooled_height, pooled_width}, input.options());
-  at::Tensor out = nhwc ? out_buffer.permute({0, 3, 1, 2}) : out_buffer;
-  if (out.numel() == 0) return out;
-  if (s.height == 0 || s.width == 0) return out.zero_();  // no pixel to sample
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
-    check_batch_indices(rois.data_ptr<scalar_t>(), s.rois, input.size(0));
-    if (nhwc) {
-      forward_nhwc(feat.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out_buffer.data_ptr<scalar_t>(), s,
-                   spatial_scale, static_cast<int>(sampling_ratio), aligned);
-    } else {
-      forward_nchw(feat.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out_buffer.data_ptr<scalar_t>(), s,
-                   input.size(0), spatial_scale, static_cast<int>(sampling_ratio), aligned);
-    }
-  });
-  return out;
-}
-
-at::Tensor roi_align_backward_cpu(const at::Tensor& grad_in, const at::Tensor& rois_in, double spatial_scale,
-                                  int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
-                                  int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
-  check_roi_align_args(grad_in, "grad", 4, rois_in, pooled_height, pooled_width);
-  TORCH_CHECK(batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0,
-              "input size (batch_size, channels, height, width) must be non-negative");
-  TORCH_CHECK(grad_in.size(0) == rois_in.size(0) && grad_in.size(1) == channels && grad_in.size(2) == pooled_height &&
-                  grad_in.size(3) == pooled_width,
-              "grad must have shape [K, channels, pooled_height, pooled_width] = [", rois_in.size(0), ", ", channels,
-              ", ", pooled_height, ", ", pooled_width, "], got ", grad_in.sizes());
-  const bool nhwc = is_channels_last(grad_in);
-  const at::Tensor grad = nhwc ? grad_in : grad_in.contiguous();
-  const at::Tensor rois = rois_in.contiguous();
-  const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  const Shape s{rois.size(0), channels, height, width, pooled_height, pooled_width};
-  const bool reduced = grad.scalar_type() == at::kHalf || grad.scalar_type() == at::kBFloat16;
-  // Half/bfloat16 gradients accumulate in float and are rounded once at the end.
-  // (at::zeros ignores a memory format in its options, so allocate with the format and zero)
-  at::Tensor acc = at::empty({batch_size, channels, height, width},
-                             grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()), format)
-                       .zero_();
-  if (acc.numel() != 0 && s.rois != 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_backward_cpu", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      check_batch_indices(rois.data_ptr<scalar_t>(), s.rois, batch_size);
-      auto kernel = nhwc ? backward_nhwc<scalar_t, acc_t> : backward_nchw<scalar_t, acc_t>;
-      kernel(grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), acc.data_ptr<acc_t>(), s, batch_size,
-             spatial_scale, static_cast<int>(sampling_ratio), aligned);
+struct CpuKernels {
+  static void forward(const RoiAlignForward& p) {
+    const at::Tensor& input = p.input;
+    const Shape s{p.rois.size(0), input.size(1), input.size(2), input.size(3), p.pooled_height, p.pooled_width};
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
+      const scalar_t* rois = p.rois.data_ptr<scalar_t>();
+      check_batch_indices(rois, s.rois, input.size(0));
+      if (p.channels_last) {
+        forward_nhwc(input.data_ptr<scalar_t>(), rois, p.out_buffer.data_ptr<scalar_t>(), s, p.spatial_scale,
+                     p.sampling_ratio, p.aligned);
+      } else {
+        forward_nchw(input.data_ptr<scalar_t>(), rois, p.out_buffer.data_ptr<scalar_t>(), s, input.size(0),
+                     p.spatial_scale, p.sampling_ratio, p.aligned);
+      }
     });
   }
-  return reduced ? acc.to(grad.scalar_type()) : acc;
-}
+
+  static void backward(const RoiAlignBackward& p) {
+    const Shape s{p.rois.size(0), p.channels, p.height, p.width, p.pooled_height, p.pooled_width};
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad.scalar_type(), "roi_align_backward_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      check_batch_indices(p.rois.data_ptr<scalar_t>(), s.rois, p.batch_size);
+      auto kernel = p.channels_last ? backward_nhwc<scalar_t, acc_t> : backward_nchw<scalar_t, acc_t>;
+      kernel(p.grad.data_ptr<scalar_t>(), p.rois.data_ptr<scalar_t>(), p.grad_input.data_ptr<acc_t>(), s,
+             p.batch_size, p.spatial_scale, p.sampling_ratio, p.aligned);
+    });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) {
-  m.impl("roi_align", &roi_align_forward_cpu);
-  m.impl("roi_align_backward", &roi_align_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(dapo_fast, CPU, m) { register_roi_align<CpuKernels>(m); }
 
 }  // namespace dapo_fast

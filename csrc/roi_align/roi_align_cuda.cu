@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "../common/cuda_dtype.cuh"
+#include "../common/cuda_launch.cuh"
 #include "roi_align_common.h"
 #include "roi_align_cuda.h"
 
@@ -114,6 +115,7 @@ void roi_align_forward_cuda_launch(DType dtype, const void* input, const void* r
     using scalar_t = decltype(tag);
     forward_kernel<scalar_t><<<blocks_for(total, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         static_cast<const scalar_t*>(input), static_cast<const scalar_t*>(rois), static_cast<scalar_t*>(out), s, total);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
@@ -127,6 +129,7 @@ void roi_align_backward_cuda_launch(DType dtype, const void* grad, const void* r
     backward_kernel<scalar_t, acc_t><<<blocks_for(total, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         static_cast<const scalar_t*>(grad), static_cast<const scalar_t*>(rois), static_cast<acc_t*>(grad_input_acc), s,
         total);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 

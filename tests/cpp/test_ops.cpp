@@ -1,13 +1,18 @@
 // The compiled ops called through the dispatcher (as Python does), against direct per-sample
-// loops over the shared math. Built with -fsanitize=address,undefined in CI, this is where an
+// loops over the shared math, and the shared entries (<op>_prepare.h) refusing integers the
+// kernels would narrow. Built with -fsanitize=address,undefined in CI, this is where an
 // out-of-bounds access or UB in a CPU kernel shows up.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
+#include "pointing_game/resized_argmax_prepare.h"
 #include "roi_align/roi_align_common.h"
+#include "roi_align/roi_align_prepare.h"
 
 using namespace dapo_fast::roi_align_math;
 
@@ -83,6 +88,80 @@ static at::Tensor direct_backward(const at::Tensor& grad, const at::Tensor& rois
   return gi;
 }
 
+// f() must throw a c10::Error whose message names `argument`.
+template <typename F>
+static void expect_refused(F&& f, const char* argument, const char* what) {
+  try {
+    f();
+  } catch (const c10::Error& e) {
+    if (std::string(e.what_without_backtrace()).find(argument) == std::string::npos) {
+      std::printf("FAIL %s: error does not name %s: %s\n", what, argument, e.what_without_backtrace());
+      ++failures;
+    } else {
+      std::printf("ok   %s refused\n", what);
+    }
+    return;
+  }
+  std::printf("FAIL %s: accepted\n", what);
+  ++failures;
+}
+
+// Integers the kernels hold in a 32-bit int: a narrowing cast would turn 2^32 + 3 into 3 and
+// -2^31 - 1 into 2^31 - 1 (an endless sampling loop), so the shared entries refuse them.
+static void test_narrowed_integers() {
+  using dapo_fast::prepare_resized_argmax;
+  using dapo_fast::prepare_roi_align_backward;
+  using dapo_fast::prepare_roi_align_forward;
+  const int64_t wraps_to_3 = (int64_t(1) << 32) + 3, below_int = -(int64_t(1) << 31) - 1;
+  const at::Tensor x = at::randn({1, 2, 4, 4}, at::kDouble);
+  const at::Tensor rois = at::tensor({0.0, 0.0, 0.0, 2.0, 2.0}, at::kDouble).view({1, 5});
+  const at::Tensor grad = at::randn({1, 2, 2, 2}, at::kDouble);
+  for (int64_t bad : {wraps_to_3, below_int}) {
+    expect_refused([&] { prepare_roi_align_forward(x, rois, 1.0, 2, 2, bad, true); }, "sampling_ratio",
+                   "roi_align forward sampling_ratio out of int range");
+    expect_refused([&] { prepare_roi_align_backward(grad, rois, 1.0, 2, 2, 1, 2, 4, 4, bad, true); }, "sampling_ratio",
+                   "roi_align backward sampling_ratio out of int range");
+  }
+  // sampling_ratio^2 samples per bin must fit an int too
+  expect_refused([&] { prepare_roi_align_forward(x, rois, 1.0, 2, 2, 46341, true); }, "sampling_ratio",
+                 "roi_align sampling_ratio^2 past int");
+  expect_refused([&] { prepare_roi_align_forward(x, rois, 1.0, wraps_to_3, 2, 2, true); }, "pooled_height",
+                 "roi_align pooled_height out of int range");
+  expect_refused([&] { prepare_roi_align_forward(x, rois, 1.0, 2, wraps_to_3, 2, true); }, "pooled_width",
+                 "roi_align pooled_width out of int range");
+  // refused before the [1, 2, 2^32 + 3, 4] gradient buffer is allocated
+  expect_refused([&] { prepare_roi_align_backward(grad, rois, 1.0, 2, 2, 1, 2, wraps_to_3, 4, 2, true); }, "height",
+                 "roi_align backward height out of int range");
+  expect_refused([&] { prepare_roi_align_backward(grad, rois, 1.0, 2, 2, 1, 2, 4, wraps_to_3, 2, true); }, "width",
+                 "roi_align backward width out of int range");
+  // an element count past int64, before any allocation
+  expect_refused([&] { prepare_roi_align_backward(grad, rois, 1.0, 2, 2, int64_t(1) << 62, 2, 4, 4, 2, true); },
+                 "batch_size", "roi_align backward input gradient past int64 elements");
+  expect_refused(
+      [&] {
+        prepare_resized_argmax(at::rand({1, 4, 4}, at::kDouble),
+                               at::tensor({wraps_to_3, int64_t(5)}, at::kLong).view({1, 2}));
+      },
+      "sizes", "resized_argmax output size out of int range");
+  // the same refusal through the dispatcher, as torch.ops.dapo_fast.roi_align sees it
+  auto forward = c10::Dispatcher::singleton()
+                     .findSchemaOrThrow("dapo_fast::roi_align", "")
+                     .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::SymInt, c10::SymInt,
+                                       int64_t, bool)>();
+  for (int64_t bad : {wraps_to_3, below_int})
+    expect_refused([&] { forward.call(x, rois, 1.0, 2, 2, bad, true); }, "sampling_ratio",
+                   "dapo_fast::roi_align sampling_ratio out of int range");
+  // in range, the entry answers: sampling_ratio 3 and any non-positive (adaptive) value
+  for (int64_t ok : {int64_t(3), int64_t(0), int64_t(-5)}) {
+    const dapo_fast::RoiAlignForward p = prepare_roi_align_forward(x, rois, 1.0, 2, 2, ok, true);
+    if (p.out.sizes() != at::IntArrayRef({1, 2, 2, 2})) {
+      std::printf("FAIL roi_align prepare with sampling_ratio %lld: output %s\n", static_cast<long long>(ok),
+                  c10::str(p.out.sizes()).c_str());
+      ++failures;
+    }
+  }
+}
+
 int main() {
   at::manual_seed(0);
   auto forward = c10::Dispatcher::singleton()
@@ -124,6 +203,7 @@ int main() {
     std::printf("FAIL: out-of-range batch index did not raise\n");
     ++failures;
   }
+  test_narrowed_integers();
   if (failures) {
     std::printf("%d failure(s)\n", failures);
     return EXIT_FAILURE;

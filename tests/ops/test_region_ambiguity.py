@@ -199,3 +199,18 @@ def test_gpu_backends(seed, backend):
     op = (torch.ops.dapo_fast.region_ambiguity.default if backend == "cuda"
           else torch.ops.dapo_fast.region_ambiguity_triton.default)
     torch.library.opcheck(op, (response.cuda().requires_grad_(), masks.cuda(), valid.cuda(), "iou", 1e-5, True))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_response_propagates(seed, value):
+    """A NaN alignment score wins the foreground (torch.argmax's rule) and the ambiguity is NaN,
+    as in the reference; the kernel used to skip NaN scores."""
+    response, masks, valid = make(mask_kind="float", dtype=torch.float64)
+    valid[:, 0] = True
+    response[0, 1, 2, 3] = value
+    want = fwd_bwd(ref.region_ambiguity, response, masks, valid, "iou")
+    got = fwd_bwd(region_ambiguity, response, masks, valid, "iou", backend="cpu")
+    torch.testing.assert_close(got[0], want[0], equal_nan=True, **TOL[torch.float64])
+    assert torch.equal(got[1], want[1])
+    torch.testing.assert_close(got[2], want[2], equal_nan=True, **TOL[torch.float64])
+    assert torch.isnan(got[0][0, 1])

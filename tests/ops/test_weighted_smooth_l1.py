@@ -108,3 +108,15 @@ def test_scalar_arguments_are_checked(name, value):
     args[name] = value
     with pytest.raises((TypeError, ValueError), match=name):
         weighted_smooth_l1(torch.zeros(2, 4), torch.zeros(2, 4), torch.ones(2), **args)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.0])
+def test_nan_difference_gives_torchs_gradient(beta):
+    """NaN in, NaN out for beta > 0 (smooth_l1_loss's backward), 0 for beta == 0 (l1_loss's,
+    through sign); the kernel gave 0 for both."""
+    x = torch.tensor([[float("nan"), 0.5, 3.0, float("inf")]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[0.0, 0.0, float("nan"), 0.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.ones(1, dtype=torch.float64)
+    grads = [torch.autograd.grad(weighted_smooth_l1(x, y, w, beta, "sum", backend=backend), (x, y))
+             for backend in ("cpu", "reference")]
+    torch.testing.assert_close(grads[0], grads[1], equal_nan=True)

@@ -138,11 +138,13 @@ def test_not_differentiable_and_says_so(backend):
     assert not heatmap_to_box(maps, backend=backend).requires_grad
 
 
-def test_reference_gives_a_nan_box_for_an_infinite_map():
-    # the reference used to fail (min() of an empty sequence) on a map with +Inf
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_non_finite_map_gives_a_nan_box(backend):
+    # the reference used to fail (min() of an empty sequence) on a map with +Inf, the kernel
+    # returned a box for one with -Inf
     maps = torch.rand(3, 5, 6, dtype=torch.float64)
     maps[0, 2, 3], maps[1, 0, 0] = float("inf"), -float("inf")
-    out = heatmap_to_box(maps, 0.0, 1.0, backend="reference")
+    out = heatmap_to_box(maps, 0.0, 1.0, backend=backend)
     assert torch.isnan(out[:2]).all() and torch.isfinite(out[2]).all()
 
 

@@ -168,7 +168,7 @@ def test_invalid_entities_take_no_part(backend):
     assert_invalid_entities_take_no_part(attention_guidance_loss, backend=backend)
 
 
-@pytest.mark.parametrize("backend", ["reference", pytest.param("triton", marks=pytest.mark.triton)])
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
 def test_fewer_than_two_valid_entities_give_zero_gradient_whatever_the_maps(backend):
     h, a, valid = make(batch=2, entities=3, dtype=torch.float64)
     valid[:] = torch.tensor([[True, False, False], [False, False, False]])

@@ -290,7 +290,7 @@ def test_gpu_backends(seed, backend):
         torch.library.opcheck(pseudo_label_contrastive_loss_triton, (gpu[0].requires_grad_(), *gpu[1:], 0.5, 0.3, "fnc"))
 
 
-BACKENDS = ["reference", pytest.param("triton", marks=pytest.mark.triton)]
+BACKENDS = ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

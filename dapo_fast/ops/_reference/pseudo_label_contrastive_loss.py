@@ -62,7 +62,8 @@ def pseudo_label_contrastive_loss(phrase: torch.Tensor, region: torch.Tensor, te
     zero = torch.zeros((), dtype=ct, device=phrase.device)
     pv, rv = phrase_valid.bool()[..., None], region_valid.bool()[..., None]
     p, r = torch.where(pv, phrase.to(ct), zero), torch.where(rv, region.to(ct), zero)
-    tp, tr = torch.where(pv, teacher_phrase.detach().to(ct), zero), torch.where(rv, teacher_region.detach().to(ct), zero)
+    tp = torch.where(pv, teacher_phrase.detach().to(ct), zero)
+    tr = torch.where(rv, teacher_region.detach().to(ct), zero)
     in_s, in_t = _sets(region_valid, fn_mask, mode, batch)           # [B, 1, B, K]
     s = torch.einsum("bqd,akd->bqak", p, r) / tau                    # [B, Q, B, K]
     t = torch.einsum("bqd,akd->bqak", tp, tr) / teacher_tau

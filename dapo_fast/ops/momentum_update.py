@@ -67,12 +67,14 @@ def momentum_update_(teacher: TensorsOrModule, student: TensorsOrModule, momentu
         elif torch.compiler.is_compiling():
             torch.ops.dapo_fast.momentum_update_(ts, ss, momentum)
         else:
-            # The C++ op checks every pair itself; the per-tensor Python checks (a few hundred ns per
-            # tensor, as much as a lerp_ call) only run to turn its error into a typed one.
+            # The C++ op checks every pair (and their memory) itself; the per-tensor Python checks (a
+            # few hundred ns per tensor, as much as a lerp_ call) only run to turn its error into a
+            # typed one.
             try:
                 torch.ops.dapo_fast.momentum_update_(ts, ss, momentum)
             except RuntimeError:
                 _check_pairs(ts, ss)
+                _check_memory(ts, ss)
                 raise
 
 

@@ -131,7 +131,7 @@ def test_reference_reads_each_pair_before_writing_it():
     torch.testing.assert_close(buffer[2:8], 0.5 * base[2:8] + 0.5 * base[:6], **TOL[torch.float64])
 
 
-@pytest.mark.parametrize("backend", ["reference", pytest.param("triton", marks=pytest.mark.triton)])
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
 def test_overlapping_tensors_are_refused(backend):
     """The kernels read a student while writing its teacher (through __restrict pointers in C++):
     a teacher that shares memory with any other tensor of the call, or is expanded, is refused."""
@@ -147,6 +147,9 @@ def test_overlapping_tensors_are_refused(backend):
         momentum_update_([torch.zeros(1).expand(6)], [b], 0.9, backend=backend)
     students = torch.randn(12)  # students may share memory with each other: they are only read
     momentum_update_([buffer[:10], buffer[10:]], [students[:10], students[2:]], 0.9, backend=backend)
+    if backend == "cpu":  # the C++ op checks by itself
+        with pytest.raises(RuntimeError, match=r"student\[0\] shares memory with teacher\[0\]"):
+            torch.ops.dapo_fast.momentum_update_([a], [a], 0.9)
 
 
 @pytest.mark.triton

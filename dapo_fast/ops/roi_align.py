@@ -21,9 +21,6 @@ __all__ = ["roi_align", "RoIAlign", "boxes_to_rois"]
 
 BoxesType = Union[Tensor, List[Tensor], Sequence[Tensor]]
 
-# the largest sampling_ratio whose sampling_ratio**2 samples per bin a 32-bit int counts
-MAX_SAMPLING_RATIO = 46340
-
 
 def boxes_to_rois(boxes: BoxesType, dtype: torch.dtype, device: torch.device) -> Tensor:
     """Tensor[K, 5] (batch_index, x1, y1, x2, y2) from either that or a list of Tensor[L_i, 4]."""
@@ -55,7 +52,9 @@ def roi_align(input: Tensor, boxes: BoxesType, output_size, spatial_scale: float
         output_size: int or (height, width) of the pooled output, > 0.
         spatial_scale: maps box coordinates to input coordinates (1/16 for a stride-16 map); finite.
         sampling_ratio: samples per bin along each axis; <= 0 means ceil(bin size) (adaptive).
-            At most 46340: the sampling_ratio**2 samples of a bin are counted in a 32-bit int.
+            At most 46340: the sampling_ratio**2 samples of a bin are counted in a 32-bit int
+            (adaptive grids stop there too: bins over 46340 feature pixels differ from torchvision,
+            which overflows).
         aligned: shift boxes by -0.5 pixel (Detectron2's ROIAlignV2) for exact alignment.
         backend: "auto" | "cpu" | "cuda" | "triton" | "reference".
 
@@ -73,7 +72,7 @@ def roi_align(input: Tensor, boxes: BoxesType, output_size, spatial_scale: float
     _checks.same_dtype(input, "input", rois, "boxes")
     _checks.tensor(rois, "boxes", device=input.device)
     pooled_h, pooled_w = _checks.positive_pair(output_size, "output_size")
-    sampling_ratio = _checks.integer(sampling_ratio, "sampling_ratio", high=MAX_SAMPLING_RATIO)
+    sampling_ratio = _checks.integer(sampling_ratio, "sampling_ratio", high=_reference.MAX_SAMPLING_RATIO)
     spatial_scale = _checks.real(spatial_scale, "spatial_scale")
     aligned = _checks.flag(aligned, "aligned")
     _checks.allocatable((rois.shape[0], input.shape[1], pooled_h, pooled_w), input.dtype, input.device,

@@ -383,9 +383,21 @@ def test_non_finite_pixel_reaches_only_the_bins_that_read_it(value):
             assert torch.isfinite(got[2, :, :2]).all()  # the bins whose samples are all outside the map
 
 
-def test_reference_infinite_box_with_adaptive_sampling_pools_zero():
-    # the reference used to raise OverflowError (an infinite sampling grid)
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+def test_infinite_box_with_adaptive_sampling_pools_zero(backend):
+    # the reference used to raise OverflowError (an infinite grid), the kernel looped over 2**30
+    # samples per bin and axis (seconds per box), Triton cast an infinite ceil to int32
     x = torch.randn(1, 2, 6, 7)
     for box in ([0, 1, 1, float("inf"), 3], [0, -float("inf"), 1, 3, 3], [0, 1, -float("inf"), 3, 5]):
-        out = roi_align(x, torch.tensor([box]), 3, 0.5, 0, False, backend="reference")
+        out = roi_align(x, torch.tensor([box]), 3, 0.5, 0, False, backend=backend)
         assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_adaptive_grid_is_capped_like_sampling_ratio():
+    """A bin wider than 46340 feature pixels samples 46340 times along that axis (the kernel
+    used to count ceil(bin) samples, up to 2**30, in a 32-bit int)."""
+    x = torch.randn(1, 2, 6, 7, dtype=torch.float64)
+    rois = torch.tensor([[0, -1e6, 2.0, 1e6, 2.5]], dtype=torch.float64)  # 2e6 px wide, under a pixel high
+    got = roi_align(x, rois, 1, 1.0, 0, False, backend="cpu")
+    want = roi_align(x, rois, 1, 1.0, 0, False, backend="reference")
+    torch.testing.assert_close(got, want, **TOL[torch.float64])

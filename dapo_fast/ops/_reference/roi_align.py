@@ -4,11 +4,15 @@ Every bin is the mean of grid_h x grid_w bilinear samples. A sample outside [-1,
 (or NaN) contributes 0 and reads no pixel (a NaN or Inf pixel it would have read stays out);
 inside, coordinates below 0 clamp to 0 and the last row/column clamps to itself. With adaptive
 sampling (sampling_ratio <= 0) a RoI of non-finite size has no samples (it pools 0, like a NaN
-box). Computed in float32 for half/bfloat16 inputs.
+box), and a bin samples at most MAX_SAMPLING_RATIO times along each axis (ceil(bin size)
+otherwise, as in torchvision). Computed in float32 for half/bfloat16 inputs.
 """
 import torch
 
 from dapo_fast.ops._reference import compute_dtype, graph_zero
+
+# a bin's sampling_ratio**2 samples are counted in a 32-bit int by the kernels; adaptive grids stop there too
+MAX_SAMPLING_RATIO = 46340
 
 
 def _axis_taps(coord: torch.Tensor, size: int):
@@ -50,9 +54,9 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, poo
     if sampling_ratio > 0:
         grid_h = torch.full_like(roi_h, sampling_ratio)
         grid_w = torch.full_like(roi_w, sampling_ratio)
-    else:  # a NaN or infinite RoI size samples nothing
-        grid_h = torch.nan_to_num(torch.ceil(roi_h / pooled_height), nan=0.0, posinf=0.0).clamp(min=0)
-        grid_w = torch.nan_to_num(torch.ceil(roi_w / pooled_width), nan=0.0, posinf=0.0).clamp(min=0)
+    else:  # a NaN or infinite RoI size samples nothing; at most MAX_SAMPLING_RATIO samples per axis
+        grid_h = torch.nan_to_num(torch.ceil(roi_h / pooled_height), nan=0.0, posinf=0.0).clamp(0, MAX_SAMPLING_RATIO)
+        grid_w = torch.nan_to_num(torch.ceil(roi_w / pooled_width), nan=0.0, posinf=0.0).clamp(0, MAX_SAMPLING_RATIO)
     max_gh = max(int(grid_h.max()), 1)
     max_gw = max(int(grid_w.max()), 1)
     count = (grid_h * grid_w).clamp(min=1)

@@ -327,3 +327,20 @@ def test_nan_in_a_valid_input_gives_nan_loss_and_gradient(backend, where):
     assert torch.isnan(loss).any()
     for g, w in zip((loss, grad_phrase, grad_region), want):  # (Triton computes in float32)
         torch.testing.assert_close(g, w, equal_nan=True, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_invalid_phrases_and_regions_get_zero_gradient_beside_a_non_finite_valid_one(backend, value):
+    """An invalid phrase or region takes no part, so its gradient is 0 even when a valid feature on
+    the other side is NaN or Inf (the kernels' products gave it 0 * Inf = NaN); valid ones follow
+    the reference."""
+    args = make(b=2, q=3, k=3, d=4, dtype=torch.float64)
+    args[4][:], args[5][:] = True, True
+    args[4][1, 2], args[5][0, 1] = False, False
+    args[0][0, 0, 1] = args[1][1, 0, 2] = value
+    got = run(pseudo_label_contrastive_loss, args, 0.5, 0.3, "fnc", "sum", backend=backend)
+    want = run(reference, args, 0.5, 0.3, "fnc", "sum")
+    assert (got[1][1, 2] == 0).all() and (got[2][0, 1] == 0).all()
+    for g, w in zip(got, want):  # (Triton computes in float32)
+        torch.testing.assert_close(g, w, equal_nan=True, rtol=1e-5, atol=1e-5)

@@ -50,9 +50,10 @@ HOST_DEVICE RoiGeometry<T> roi_geometry(const T* roi, T spatial_scale, int poole
   T roi_w = roi[3] * spatial_scale - offset - g.start_w;
   T roi_h = roi[4] * spatial_scale - offset - g.start_h;
   if (!aligned) {
-    // Legacy (aligned=False) RoIs are at least one pixel: malformed boxes are forced to 1x1.
-    roi_w = roi_w > static_cast<T>(1) ? roi_w : static_cast<T>(1);
-    roi_h = roi_h > static_cast<T>(1) ? roi_h : static_cast<T>(1);
+    // Legacy (aligned=False) RoIs are at least one pixel: malformed boxes are forced to 1x1
+    // (a NaN size stays NaN, as torchvision's std::max and the reference's clamp leave it).
+    roi_w = maximum(roi_w, static_cast<T>(1));
+    roi_h = maximum(roi_h, static_cast<T>(1));
   }
   g.bin_h = roi_h / static_cast<T>(pooled_height);
   g.bin_w = roi_w / static_cast<T>(pooled_width);

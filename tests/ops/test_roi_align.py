@@ -401,3 +401,31 @@ def test_adaptive_grid_is_capped_like_sampling_ratio():
     got = roi_align(x, rois, 1, 1.0, 0, False, backend="cpu")
     want = roi_align(x, rois, 1, 1.0, 0, False, backend="reference")
     torch.testing.assert_close(got, want, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+@pytest.mark.parametrize("value", [float("inf"), -float("inf")])
+def test_inf_pixel_read_with_zero_weight_gives_nan_as_torchvision(backend, value):
+    """Each sample multiplies its four taps: on the last row (both row taps are that row, the
+    second with weight 0) or on a sample that falls on a pixel, an Inf pixel makes the bin NaN,
+    as in torchvision. The CPU kernel summed a pixel's weights over the samples first (0 + w),
+    which gave +-Inf instead."""
+    x = torch.randn(1, 2, 1, 5, dtype=torch.float64)
+    x[0, 0, 0, 2] = value
+    rois = torch.tensor([[0, 0.0, 0.0, 4.0, 1.0], [0, 2.2, 0.0, 3.9, 1.0], [0, 3.0, 0.0, 4.0, 1.0]], dtype=torch.float64)
+    for aligned in (False, True):
+        got = roi_align(x, rois, (1, 2), 1.0, 2, aligned, backend=backend)
+        want = torchvision.ops.roi_align(x, rois, (1, 2), 1.0, 2, aligned)
+        torch.testing.assert_close(got, want, equal_nan=True, **TOL[torch.float64])
+        assert torch.isnan(got[0, 0]).any() and torch.isfinite(got[:, 1]).all()
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+def test_nan_box_size_is_not_forced_to_one_pixel(backend):
+    """aligned=False makes a RoI at least 1x1 (torchvision's max(size, 1)), but a NaN size stays
+    NaN and the RoI samples nothing; the kernels' max() made it one pixel and pooled a value."""
+    x = torch.randn(1, 2, 4, 5)
+    rois = torch.tensor([[0, 1.0, 1.0, float("nan"), 2.0], [0, 1.0, 1.0, 2.0, float("nan")]])
+    for ratio in (2, 0):
+        out = roi_align(x, rois, 2, 1.0, ratio, False, backend=backend)
+        assert torch.equal(out, torch.zeros_like(out))

@@ -39,9 +39,9 @@ def _geometry(rois_ptr, k, spatial_scale, sampling_ratio, N, PH: tl.constexpr, P
     start_h = tl.load(roi + 2).to(ACC) * spatial_scale - offset
     roi_w = tl.load(roi + 3).to(ACC) * spatial_scale - offset - start_w
     roi_h = tl.load(roi + 4).to(ACC) * spatial_scale - offset - start_h
-    if not ALIGNED:
-        roi_w = tl.maximum(roi_w, 1.0)
-        roi_h = tl.maximum(roi_h, 1.0)
+    if not ALIGNED:  # at least one pixel; a NaN size stays NaN (torchvision's std::max)
+        roi_w = tl.maximum(roi_w, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        roi_h = tl.maximum(roi_h, 1.0, propagate_nan=tl.PropagateNan.ALL)
     # ceil(bin size) samples: none for a NaN or infinite size (x - x is NaN exactly then), at most
     # MAX_SAMPLING_RATIO (the kernels count a bin's samples in an int32)
     adaptive_h = tl.ceil(tl.minimum(tl.where(roi_h - roi_h == 0.0, roi_h / PH, 0.0), _MAX_GRID)).to(tl.int32)

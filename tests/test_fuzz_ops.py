@@ -7,18 +7,19 @@ then broken in one argument: a wrong type for a scalar (``2.5`` for an int, ``No
 a tensor where a number belongs), an integer that does not fit the kernels' 32-bit int, a tensor of
 the wrong dtype, rank or device, or not a tensor at all.
 
-* A valid case runs on every backend this machine has (``cpu``; ``cuda`` with a GPU) and must give
-  the reference backend's outputs and gradients, NaN where the reference has NaN, within the op's
-  tolerance (the tables of the op tests).
+* A valid case runs on every backend of the op this machine has (``cpu``; ``cuda`` and ``triton``
+  with a GPU; ``DAPO_FAST_FUZZ_BACKENDS=cpu,triton`` runs Triton under the interpreter) and must
+  give the reference backend's outputs and gradients, NaN where the reference has NaN, within the
+  op's tolerance (the tables of the op tests). ``DAPO_FAST_FUZZ_EXAMPLES`` sets the number of
+  examples per op and test.
 * A broken case must raise TypeError or ValueError naming the broken argument, on every backend.
 
 Anything else counts: a different number ("wrong"), another exception or an unclear message
 ("crashes"), a case still running after ``HANG_SECONDS`` ("hangs"). All three must stay 0. The
 compiled ops are also called directly, bypassing the Python checks, with hostile arguments in a
 child process, so a C++ crash (a segfault) is counted instead of killing the test run.
-Counts per op are printed at the end of the module (``pytest -s``).
+Counts per op are printed in the summary at the end of the test run.
 """
-import collections
 import json
 import math
 import os
@@ -27,63 +28,33 @@ import subprocess
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import dapo_fast
 from dapo_fast import ops
+from tests._fuzz import HANG_SECONDS, Hang, count_table, fuzz, hang_guard
 from tests._helpers import TOL
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
-HANG_SECONDS = 20  # a generous bound on one case: a guard against hangs, not a speed test
-EXAMPLES = 45      # hypothesis examples per op and test (valid, broken): ~90 cases per op
-COUNTS = collections.defaultdict(collections.Counter)
+# hypothesis examples per op and test (valid, broken); DAPO_FAST_FUZZ_EXAMPLES runs more
+EXAMPLES = int(os.environ.get("DAPO_FAST_FUZZ_EXAMPLES", 100))
 COLUMNS = ("cases", "valid and equal", "clean errors", "wrong", "crashes", "hangs")
+COUNTS = count_table("op, through its Python front", COLUMNS)
 
-BACKENDS = ("cpu", "cuda") if torch.cuda.is_available() and dapo_fast.build_info()["cuda"] else ("cpu",)
+# compared with the reference: cpu, and cuda and triton on a CUDA machine; DAPO_FAST_FUZZ_BACKENDS
+# (e.g. "cpu,triton": the Triton kernels under TRITON_INTERPRET=1, slow) picks others
+_GPU = torch.cuda.is_available() and dapo_fast.build_info()["cuda"]
+BACKENDS = tuple(os.environ.get("DAPO_FAST_FUZZ_BACKENDS", "cpu,cuda,triton" if _GPU else "cpu").split(","))
 FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 SPECIALS = (float("nan"), float("inf"), float("-inf"))
 INT32_MAX = 2**31 - 1
-
-
-def fuzz(max_examples: int) -> settings:
-    """Bounded cases, no timing deadline (``hang_guard`` catches hangs), no example database."""
-    return settings(max_examples=max_examples, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
-
-
-class Hang(BaseException):  # not an Exception: no op's error handling may swallow it
-    pass
-
-
-@contextmanager
-def hang_guard(seconds: int):
-    def alarm(signum, frame):
-        raise Hang(f"a case ran longer than {seconds}s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts():
-    yield
-    print("\n[fuzz] op: " + " / ".join(COLUMNS))
-    for op, c in sorted(COUNTS.items()):
-        print(f"[fuzz] {op}: " + " / ".join(str(c[k]) for k in COLUMNS))
 
 
 # ------------------------------------------------------------------------------------- drawing
@@ -153,7 +124,8 @@ class Spec:
     returns its outputs (a tensor or a tuple of them); ``scalars`` maps each scalar argument to
     its kind ("int", "size", "float", "bool", "choice", "weights"); ``tensors`` lists the tensor
     arguments, each with the rules that say which breaks apply (dtype, rank, device: checked
-    against the other tensors'; optional: None is valid; list: a list is valid); ``grads``: the arguments a gradient flows to (compared with the reference's when
+    against the other tensors'; optional: None is valid; list: a list is valid); ``grads``: the
+    arguments a gradient flows to (compared with the reference's when
     they require one); ``breaks``: further op-specific breaks (None where the drawn call has no
     room for one)."""
     name: str
@@ -162,13 +134,17 @@ class Spec:
     scalars: Dict[str, str] = field(default_factory=dict)
     tensors: Dict[str, dict] = field(default_factory=dict)
     grads: Tuple[str, ...] = ()
-    backends: Tuple[str, ...] = BACKENDS
+    backends: Tuple[str, ...] = ("cpu", "cuda")  # the op's backends besides the reference
     # op-specific ways to break a valid call: (argument named in the error, how) -> broken kwargs
     breaks: Dict[Tuple[str, str], Callable[[Draw, dict], Optional[dict]]] = field(default_factory=dict)
     tol: Callable[[torch.dtype], dict] = lambda dtype: TOL[dtype]
 
     def run(self, backend: str, kwargs: dict):
         return self.call(backend, **kwargs)
+
+    def compared(self) -> Tuple[str, ...]:
+        """The backends of this op this run compares with the reference."""
+        return tuple(b for b in BACKENDS if b in self.backends)
 
 
 SPECS: Dict[str, Spec] = {}
@@ -194,7 +170,7 @@ def boxes(d: Draw, n: int, scale: float = 8.0) -> torch.Tensor:
 
 
 # ---- ReIR / detection
-@spec(name="roi_align", call=front(ops.roi_align),
+@spec(name="roi_align", backends=("cpu", "cuda", "triton"), call=front(ops.roi_align),
       scalars={"output_size": "size", "spatial_scale": "float", "sampling_ratio": "int", "aligned": "bool"},
       tensors={"input": dict(), "boxes": dict(dtype=True)}, grads=("input",))
 def _(d: Draw):
@@ -224,7 +200,8 @@ def _(d: Draw):
 
 
 @spec(name="box_accuracy", call=lambda backend, **kw: ops.box_accuracy(**kw), backends=("cpu",),
-      scalars={"threshold": "float"}, tensors={"pred_boxes": dict(dtype=False, device=False), "gt_boxes": dict(dtype=False, list=True, device=False)})
+      scalars={"threshold": "float"},
+      tensors={"pred_boxes": dict(dtype=False, device=False), "gt_boxes": dict(dtype=False, list=True, device=False)})
 def _(d: Draw):
     n = d.int(0, 4)
     gt = [d.tensor(boxes(d, d.int(0, 3)), d.dtype()) for _ in range(n)]
@@ -311,8 +288,10 @@ def _(d: Draw):
     return dict(response=response, masks=masks, variant=d.pick(["iou", "half_dice"]), eps=d.pick([1e-5, 0.0, 1.0]))
 
 
-@spec(name="region_ambiguity", call=front(ops.region_ambiguity), scalars={"variant": "choice", "eps": "float"},
-      tensors={"response": dict(), "masks": dict(), "mask_valid": dict(dtype=False, optional=True)}, grads=("response",))
+@spec(name="region_ambiguity", backends=("cpu", "cuda", "triton"), call=front(ops.region_ambiguity),
+      scalars={"variant": "choice", "eps": "float"},
+      tensors={"response": dict(), "masks": dict(), "mask_valid": dict(dtype=False, optional=True)},
+      grads=("response",))
 def _(d: Draw):
     response, masks, valid = _response_masks(d)
     return dict(response=response, masks=masks, mask_valid=valid, variant=d.pick(["iou", "half_dice"]),
@@ -320,7 +299,8 @@ def _(d: Draw):
 
 
 # ---- MPL / QueryMatch
-@spec(name="false_negative_mask", call=front(ops.false_negative_mask), scalars={"threshold": "float"},
+@spec(name="false_negative_mask", backends=("cpu", "cuda", "triton"), call=front(ops.false_negative_mask),
+      scalars={"threshold": "float"},
       tensors={"region_feats": dict(), "region_valid": dict()})
 def _(d: Draw):
     b, k, dim = d.int(0, 4), d.int(0, 4), d.int(0, 6)
@@ -328,7 +308,8 @@ def _(d: Draw):
                 threshold=d.pick([0.5, -1.0, 1.0, 0.0, 0.9]))
 
 
-@spec(name="pseudo_label_contrastive_loss", call=front(ops.pseudo_label_contrastive_loss),
+@spec(name="pseudo_label_contrastive_loss", backends=("cpu", "cuda", "triton"),
+      call=front(ops.pseudo_label_contrastive_loss),
       scalars={"tau": "float", "teacher_tau": "float", "mode": "choice", "reduction": "choice"},
       tensors={"phrase": dict(), "region": dict(), "teacher_phrase": dict(), "teacher_region": dict(),
                "phrase_valid": dict(), "region_valid": dict(), "fn_mask": dict()},
@@ -386,7 +367,7 @@ def _expanded_teacher(d: Draw, kwargs: dict):
     return dict(kwargs, teacher=teacher)
 
 
-@spec(name="momentum_update_", call=_momentum_update, scalars={"momentum": "float"},
+@spec(name="momentum_update_", call=_momentum_update, backends=("cpu", "cuda", "triton"), scalars={"momentum": "float"},
       breaks={("student", "is its teacher"): _student_is_teacher, ("teacher", "twice"): _teacher_twice,
               ("teacher", "expanded"): _expanded_teacher})
 def _(d: Draw):
@@ -399,7 +380,8 @@ def _(d: Draw):
     return dict(teacher=[t for t, _ in pairs], student=[s for _, s in pairs], momentum=d.pick([0.99, 0.0, 1.0, 0.5]))
 
 
-@spec(name="select_hard_negatives", call=front(ops.select_hard_negatives), scalars={"num": "int", "uniqueness": "choice"},
+@spec(name="select_hard_negatives", backends=("cpu", "cuda", "triton"), call=front(ops.select_hard_negatives),
+      scalars={"num": "int", "uniqueness": "choice"},
       tensors={"queries": dict(), "text": dict()})
 def _(d: Draw):
     b, n, dim = d.int(0, 4), d.int(1, 5), d.int(1, 6)
@@ -432,7 +414,7 @@ def _out_leaf_requiring_grad(d: Draw, kwargs: dict):
     return dict(kwargs, out=torch.zeros(_out_shape(kwargs), dtype=kwargs["q"].dtype, requires_grad=True))
 
 
-@spec(name="cross_attention_probs_mean", call=front(ops.cross_attention_probs_mean),
+@spec(name="cross_attention_probs_mean", backends=("cpu", "cuda", "triton"), call=front(ops.cross_attention_probs_mean),
       scalars={"scale": "float", "weight": "float"},
       tensors={"q": dict(), "k": dict(), "key_bias": dict(optional=True), "out": dict(optional=True)}, grads=("q", "k"),
       breaks={("out", "expanded"): _expanded_out, ("out", "shares q"): _out_sharing_q,
@@ -455,14 +437,16 @@ def _entity_maps(d: Draw):
             d.mask((b, e)) if d.coin(0.6) else None)
 
 
-@spec(name="attention_guidance_loss", call=front(ops.attention_guidance_loss),
-      tensors={"heatmaps": dict(), "attn_maps": dict(), "entity_valid": dict(optional=True)}, grads=("heatmaps", "attn_maps"))
+@spec(name="attention_guidance_loss", backends=("cpu", "cuda", "triton"), call=front(ops.attention_guidance_loss),
+      tensors={"heatmaps": dict(), "attn_maps": dict(), "entity_valid": dict(optional=True)},
+      grads=("heatmaps", "attn_maps"))
 def _(d: Draw):
     h, a, valid = _entity_maps(d)
     return dict(heatmaps=h, attn_maps=a, entity_valid=valid)
 
 
-@spec(name="diffusion_guided_loss", call=front(ops.diffusion_guided_loss), scalars={"reduction": "choice"},
+@spec(name="diffusion_guided_loss", backends=("cpu", "cuda", "triton"), call=front(ops.diffusion_guided_loss),
+      scalars={"reduction": "choice"},
       tensors={"heatmaps": dict(), "attn_targets": dict(), "entity_valid": dict(optional=True)},
       grads=("heatmaps", "attn_targets"))
 def _(d: Draw):
@@ -471,6 +455,11 @@ def _(d: Draw):
 
 
 # ---- grounding metrics
+# The peak finders get NaN only: with +-Inf the reference's resize multiplies a zero bilinear
+# weight by Inf (NaN) where the kernel reads nothing; the two disagree until one rule covers both.
+PEAK_SPECIALS = (float("nan"),)
+
+
 def _heatmaps(d: Draw, specials=SPECIALS):
     n, h, w = d.int(0, 3), d.int(1, 6), d.int(1, 6)
     return d.tensor(d.uniform((n, h, w), 0, 1), d.dtype(), specials=specials)
@@ -490,14 +479,14 @@ def _sizes(d: Draw, n: int):
 @spec(name="resized_argmax", call=front(ops.resized_argmax), tensors={"heatmaps": dict(device=False),
       "sizes": dict(dtype=False, list=True, device=False)})
 def _(d: Draw):
-    maps = _heatmaps(d, specials=(float("nan"),))
+    maps = _heatmaps(d, specials=PEAK_SPECIALS)
     return dict(heatmaps=maps, sizes=_sizes(d, maps.shape[0]) if d.coin(0.7) else [d.int(1, 12), d.int(1, 12)])
 
 
 @spec(name="pointing_game", call=front(ops.pointing_game), scalars={"return_peaks": "bool"},
       tensors={"heatmaps": dict(device=False), "image_sizes": dict(dtype=False, list=True, device=False)})
 def _(d: Draw):
-    maps = _heatmaps(d, specials=(float("nan"),))
+    maps = _heatmaps(d, specials=PEAK_SPECIALS)
     n = maps.shape[0]
     return dict(heatmaps=maps, gt_boxes=[d.tensor(boxes(d, d.int(0, 3), 12.0), torch.float32) for _ in range(n)],
                 image_sizes=_sizes(d, n), return_peaks=d.coin())
@@ -506,7 +495,7 @@ def _(d: Draw):
 @spec(name="pointing_game_masks", call=front(ops.pointing_game_masks), scalars={"return_peaks": "bool"},
       tensors={"heatmaps": dict(device=False), "gt_masks": dict(dtype=False, list=True, device=False)})
 def _(d: Draw):
-    maps = _heatmaps(d, specials=(float("nan"),))
+    maps = _heatmaps(d, specials=PEAK_SPECIALS)
     n = maps.shape[0]
     if d.coin(0.5):
         size = (d.int(1, 9), d.int(1, 9))
@@ -533,7 +522,7 @@ def _tensors_of(result) -> tuple:
 def evaluate(spec: Spec, backend: str, kwargs: dict, grad_args: Sequence[str]):
     """Outputs (detached, on the CPU) and the gradients of a fixed weighted sum of the floating
     outputs with respect to ``grad_args``."""
-    device = "cuda" if backend == "cuda" else "cpu"
+    device = "cuda" if backend in ("cuda", "triton") and _GPU else "cpu"
     args = {}
     for name, value in kwargs.items():
         value = _on(value, device)
@@ -598,7 +587,7 @@ def check_valid(spec: Spec, kwargs: dict, grad_args: Sequence[str]):
     """Every backend gives the reference's outputs and gradients."""
     def compare():
         want = evaluate(spec, "reference", kwargs, grad_args)
-        for backend in spec.backends:
+        for backend in spec.compared():
             got = evaluate(spec, backend, kwargs, grad_args)
             def tol(dtype):  # the Triton kernels accumulate float64 in float32 (documented in _backend)
                 return spec.tol(torch.float32 if backend == "triton" and dtype == torch.float64 else dtype)
@@ -690,7 +679,7 @@ def check_broken(spec: Spec, d: Draw):
     what = f"{spec.name}({name}={kwargs.get(name, '...')!r} [{how}])"
 
     def refuse_everywhere():
-        for backend in ("reference",) + spec.backends:
+        for backend in ("reference",) + spec.compared():
             try:
                 spec.run(backend, dict(kwargs))
             except (TypeError, ValueError) as err:
@@ -725,16 +714,7 @@ def test_broken_calls_are_refused_naming_the_argument(op):
 
 # ------------------------------------------------------------------------------------- compiled ops, raw
 RAW_COLUMNS = ("cases", "returned", "errors", "crashes", "hangs")
-RAW_COUNTS = collections.defaultdict(collections.Counter)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_raw_counts():
-    yield
-    if RAW_COUNTS:
-        print("\n[fuzz] compiled op, called directly: " + " / ".join(RAW_COLUMNS))
-        for op, c in sorted(RAW_COUNTS.items()):
-            print(f"[fuzz] {op}: " + " / ".join(str(c[k]) for k in RAW_COLUMNS))
+RAW_COUNTS = count_table("compiled op, called directly", RAW_COLUMNS)
 
 
 def _add_counts(counts: dict):
@@ -754,8 +734,8 @@ def test_compiled_ops_survive_hostile_arguments(tmp_path, seed):
     failures, start = [], 0
     while True:
         progress.unlink(missing_ok=True)
-        child = subprocess.Popen([sys.executable, "-m", "tests._raw_op_fuzz", "--seed", str(seed), "--start", str(start),
-                                  "--progress", str(progress), "--result", str(result)],
+        child = subprocess.Popen([sys.executable, "-m", "tests._raw_op_fuzz", "--seed", str(seed),
+                                  "--start", str(start), "--progress", str(progress), "--result", str(result)],
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         last, since = None, time.monotonic()
         while child.poll() is None:

@@ -46,7 +46,8 @@ def _sizes_tensor(sizes, name: str, n: int, device: torch.device) -> Tensor:
                 raise TypeError(f"{name} must be a Tensor[N, 2] or (height, width) pairs, got {row!r} at {i}")
         values = [[_checks.integer(v, f"{name}[{i}][{j}]", low=1) for j, v in enumerate(row)]
                   for i, row in enumerate(rows)]
-        sizes = torch.tensor(values[0] if one_pair else values, dtype=torch.int64).reshape((2,) if one_pair else (-1, 2))
+        sizes = torch.tensor(values[0] if one_pair else values, dtype=torch.int64)
+        sizes = sizes.reshape((2,) if one_pair else (-1, 2))
     if sizes.dim() == 1 and sizes.shape[0] == 2:
         sizes = sizes.expand(n, 2)
     if sizes.dim() != 2 or sizes.shape[1] != 2 or sizes.shape[0] != n:

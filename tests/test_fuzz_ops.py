@@ -15,7 +15,7 @@ the wrong dtype, rank or device, or not a tensor at all.
 * A broken case must raise TypeError or ValueError naming the broken argument, on every backend.
 
 Anything else counts: a different number ("wrong"), another exception or an unclear message
-("crashes"), a case still running after ``HANG_SECONDS`` ("hangs"). All three must stay 0. The
+("crashes"), a case still running after ``CASE_SECONDS`` ("hangs"). All three must stay 0. The
 compiled ops are also called directly, bypassing the Python checks, with hostile arguments in a
 child process, so a C++ crash (a segfault) is counted instead of killing the test run.
 Counts per op are printed in the summary at the end of the test run.
@@ -52,6 +52,8 @@ COUNTS = count_table("op, through its Python front", COLUMNS)
 # (e.g. "cpu,triton": the Triton kernels under TRITON_INTERPRET=1, slow) picks others
 _GPU = torch.cuda.is_available() and dapo_fast.build_info()["cuda"]
 BACKENDS = tuple(os.environ.get("DAPO_FAST_FUZZ_BACKENDS", "cpu,cuda,triton" if _GPU else "cpu").split(","))
+# a case's bound: Triton under the interpreter (no GPU) runs each kernel loop iteration in Python
+CASE_SECONDS = HANG_SECONDS * (30 if "triton" in BACKENDS and not _GPU else 1)
 FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 SPECIALS = (float("nan"), float("inf"), float("-inf"))
 INT32_MAX = 2**31 - 1
@@ -576,7 +578,7 @@ def count(op: str, outcome: str):
 def run_guarded(op: str, fn):
     """Run ``fn`` under the hang guard; a hang or an unexpected exception is counted and re-raised."""
     try:
-        with hang_guard(HANG_SECONDS):
+        with hang_guard(CASE_SECONDS):
             return fn()
     except Hang:
         count(op, "hangs")

@@ -412,7 +412,8 @@ def test_inf_pixel_read_with_zero_weight_gives_nan_as_torchvision(backend, value
     which gave +-Inf instead."""
     x = torch.randn(1, 2, 1, 5, dtype=torch.float64)
     x[0, 0, 0, 2] = value
-    rois = torch.tensor([[0, 0.0, 0.0, 4.0, 1.0], [0, 2.2, 0.0, 3.9, 1.0], [0, 3.0, 0.0, 4.0, 1.0]], dtype=torch.float64)
+    rois = torch.tensor([[0, 0.0, 0.0, 4.0, 1.0], [0, 2.2, 0.0, 3.9, 1.0], [0, 3.0, 0.0, 4.0, 1.0]],
+                        dtype=torch.float64)
     for aligned in (False, True):
         got = roi_align(x, rois, (1, 2), 1.0, 2, aligned, backend=backend)
         want = torchvision.ops.roi_align(x, rois, (1, 2), 1.0, 2, aligned)

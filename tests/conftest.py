@@ -5,6 +5,7 @@
   ``triton`` build their tensors on the GPU and the kernels run natively (tools/gpu_check.sh).
 * ``seed`` gives each test a fresh random seed for torch, numpy and ``random`` (printed on
   failure so a run can be replayed with DAPO_FAST_TEST_SEED=<seed>).
+* The fuzz suites' count tables (tests/_fuzz.py) are printed in the summary after every run.
 """
 import json
 import os
@@ -25,7 +26,7 @@ if "TRITON_INTERPRET" not in os.environ:
 
 import torch  # noqa: E402
 
-from tests import _helpers  # noqa: E402,F401
+from tests import _fuzz, _helpers  # noqa: E402,F401
 
 
 @pytest.fixture
@@ -86,3 +87,15 @@ def tiny_clip(tmp_path):
     (tmp_path / "dapo-tiny-vit.json").write_text(json.dumps(TINY_CLIP))
     open_clip.add_model_config(str(tmp_path / "dapo-tiny-vit.json"))
     return open_clip
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz suites' counts (cases, clean errors, crashes, hangs per op and loader)."""
+    for title, columns, counts in _fuzz.TABLES:
+        if not counts:
+            continue
+        terminalreporter.write_sep("-", f"fuzz counts per {title}")
+        width = max(len(row) for row in counts)
+        terminalreporter.write_line(f"{'':{width}}  " + " | ".join(columns))
+        for row, c in sorted(counts.items()):
+            terminalreporter.write_line(f"{row:{width}}  " + " | ".join(f"{c[k]:>{len(k)}}" for k in columns))

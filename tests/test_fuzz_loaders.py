@@ -7,21 +7,18 @@ loader's documented clean error (CheckpointError, ConfigError, FileFormatError: 
 the file; FileNotFoundError for a named file that is missing); any other exception fails the test,
 and a case still running after ``HANG_SECONDS`` fails it as a hang. Byte flips of a checkpoint must
 never load as a different checkpoint. The counts per loader (cases, loaded, clean errors, crashes)
-are printed at the end of the module (``pytest -s``).
+are printed in the summary at the end of the test run.
 """
-import collections
 import copy
 import io
 import json
 import os
 import pickle
-import signal
-from contextlib import contextmanager
 
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from dapo_fast.data.flickr30k import load_flickr30k, parse_annotation, parse_sentence
@@ -31,36 +28,10 @@ from dapo_fast.safe_io import FileFormatError
 from dapo_fast.train import loop
 from dapo_fast.train.checkpoint import CheckpointError, load_checkpoint, payload_digest, save_checkpoint
 from dapo_fast.train.config import ConfigError, config_from_dict, config_to_dict, load_config
+from tests._fuzz import HANG_SECONDS, count_table, fuzz, hang_guard
 from tests.train.tiny import tiny_config
 
-HANG_SECONDS = 20  # a generous bound on one case: a guard against hangs, not a speed test
-COUNTS = collections.defaultdict(collections.Counter)
-
-
-def fuzz(max_examples: int) -> settings:
-    """Hypothesis settings for one loader: a bounded number of cases, no timing deadline (a busy CI
-    machine must not fail a case for being slow; ``hang_guard`` catches hangs), no example database."""
-    return settings(max_examples=max_examples, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
-
-
-class Hang(BaseException):  # not an Exception: no loader's error handling may swallow it
-    pass
-
-
-@contextmanager
-def hang_guard(seconds: int):
-    def alarm(signum, frame):
-        raise Hang(f"a case ran longer than {seconds}s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+COUNTS = count_table("loader", ("cases", "loaded", "clean errors", "crashes"))
 
 
 def case(loader: str, clean, fn):
@@ -77,14 +48,6 @@ def case(loader: str, clean, fn):
         raise
     COUNTS[loader]["loaded"] += 1
     return result
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts():
-    yield
-    print("\n[fuzz] loader: cases / loaded / clean errors / crashes")
-    for loader, c in sorted(COUNTS.items()):
-        print(f"[fuzz] {loader}: {c['cases']} / {c['loaded']} / {c['clean errors']} / {c['crashes']}")
 
 
 @pytest.fixture(scope="module")

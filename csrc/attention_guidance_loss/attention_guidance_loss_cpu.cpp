@@ -140,7 +140,9 @@ void CpuKernels::backward(const AttentionGuidanceBackward& p) {
         chunk_sum(ap, vp, s, b, p0, n, S.data());
         for (int64_t e = 0; e < s.entities; ++e) {
           const int64_t off = (b * s.entities + e) * s.pixels + p0;
-          if (vp[b * s.entities + e]) {
+          // with fewer than two valid entities the loss is 0 whatever the maps hold: gradient 0,
+          // not 0 * (a NaN or Inf in them)
+          if (vp[b * s.entities + e] && counts[b] >= 2) {
             guidance_grad_chunk(hp + off, ap + off, S.data(), static_cast<scalar_t>(c.ch), static_cast<scalar_t>(c.ca),
                                 static_cast<scalar_t>(c.cs), ghp != nullptr ? ghp + off : nullptr, gap + off, n);
           } else {

@@ -31,14 +31,16 @@ __global__ void guidance_backward_kernel(const double* __restrict__ grad, const 
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t b = idx / s.pixels, p = idx % s.pixels;
-    const GuidanceGrad c = guidance_grad(grad[b], map_loss_cuda::valid_count(valid, b, s.entities));
+    const int count = map_loss_cuda::valid_count(valid, b, s.entities);
+    const GuidanceGrad c = guidance_grad(grad[b], count);
     acc_t sum = 0;
     for (int64_t e = 0; e < s.entities; ++e)
       if (valid[b * s.entities + e]) sum += to_acc(a[(b * s.entities + e) * s.pixels + p]);
     const acc_t ch = static_cast<acc_t>(c.ch), ca = static_cast<acc_t>(c.ca), cs = static_cast<acc_t>(c.cs);
     for (int64_t e = 0; e < s.entities; ++e) {
       const int64_t i = (b * s.entities + e) * s.pixels + p;
-      const bool ok = valid[b * s.entities + e];
+      // fewer than two valid entities: the loss is 0 whatever the maps hold, so is the gradient
+      const bool ok = valid[b * s.entities + e] && count >= 2;
       const acc_t av = to_acc(a[i]), hv = to_acc(h[i]);
       grad_a[i] = from_acc<scalar_t>(ok ? ch * (av - hv) + ca * av + cs * sum : acc_t(0));
       if (grad_h != nullptr) grad_h[i] = from_acc<scalar_t>(ok ? ch * (hv - av) : acc_t(0));

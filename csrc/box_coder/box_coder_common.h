@@ -55,7 +55,7 @@ HOST_DEVICE void decode(const T* d, const T* b, const Weights& wt, T clamp, T* o
   const T w = b[2] - b[0], h = b[3] - b[1];
   const T cx = b[0] + T(0.5) * w, cy = b[1] + T(0.5) * h;
   const T dx = d[0] / T(wt.x), dy = d[1] / T(wt.y);
-  const T dw = min_of(d[2] / T(wt.w), clamp), dh = min_of(d[3] / T(wt.h), clamp);
+  const T dw = clamp_max(d[2] / T(wt.w), clamp), dh = clamp_max(d[3] / T(wt.h), clamp);
   const T pcx = dx * w + cx, pcy = dy * h + cy;
   const T pw = exp(dw) * w, ph = exp(dh) * h;
   out[0] = pcx - T(0.5) * pw;
@@ -65,13 +65,13 @@ HOST_DEVICE void decode(const T* d, const T* b, const Weights& wt, T clamp, T* o
 }
 
 // Gradient of decode w.r.t. the deltas (gd) and the box (gb). The clamp passes the gradient
-// where the value is <= scale_clamp (torch.clamp's rule).
+// where the value is <= scale_clamp (torch.clamp's rule: not where it is NaN).
 template <typename T>
 HOST_DEVICE void decode_backward(const T* g, const T* d, const T* b, const Weights& wt, T clamp, T* gd, T* gb) {
   const T w = b[2] - b[0], h = b[3] - b[1];
   const T dx = d[0] / T(wt.x), dy = d[1] / T(wt.y);
   const T rw = d[2] / T(wt.w), rh = d[3] / T(wt.h);
-  const T ew = exp(min_of(rw, clamp)), eh = exp(min_of(rh, clamp));
+  const T ew = exp(clamp_max(rw, clamp)), eh = exp(clamp_max(rh, clamp));
   const T g_cx = g[0] + g[2], g_cy = g[1] + g[3];
   const T g_pw = T(0.5) * (g[2] - g[0]), g_ph = T(0.5) * (g[3] - g[1]);
   gd[0] = g_cx * w / T(wt.x);

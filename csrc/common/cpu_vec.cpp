@@ -12,8 +12,8 @@ namespace {
 constexpr int kLanes = 8;
 
 // GCC/Clang vector extensions: the compiler does not vectorise a float max reduction written
-// with ?: on scalars (it would have to assume no NaN), so spell the vector out. The maximum is
-// exact whatever the order, so the lane split cannot change the result.
+// with ?: on scalars (it would have to assume no NaN), so spell the vector out. The maximum (or
+// NaN) is exact whatever the order, so the lane split cannot change the result.
 template <typename T>
 struct Vec {
   static constexpr int kWidth = 32 / sizeof(T);
@@ -35,17 +35,18 @@ inline T max_product_impl(const T* __restrict a, const T* __restrict b, int64_t 
     std::memcpy(&a1, a + i + W, sizeof(V));
     std::memcpy(&b1, b + i + W, sizeof(V));
     const V v0 = a0 * b0, v1 = a1 * b1;
-    acc0 = v0 > acc0 ? v0 : acc0;
-    acc1 = v1 > acc1 ? v1 : acc1;
+    // a NaN product replaces the accumulator and then stays (nothing compares greater than it)
+    acc0 = (v0 > acc0) | (v0 != v0) ? v0 : acc0;
+    acc1 = (v1 > acc1) | (v1 != v1) ? v1 : acc1;
   }
   T best = lowest;
   for (int j = 0; j < W; ++j) {
-    best = acc0[j] > best ? acc0[j] : best;
-    best = acc1[j] > best ? acc1[j] : best;
+    best = acc0[j] > best || acc0[j] != acc0[j] ? acc0[j] : best;
+    best = acc1[j] > best || acc1[j] != acc1[j] ? acc1[j] : best;
   }
   for (; i < n; ++i) {
     const T v = a[i] * b[i];
-    best = v > best ? v : best;
+    best = v > best || v != v ? v : best;
   }
   return best;
 }

@@ -11,7 +11,7 @@ namespace cpu_vec {
 void axpy(int64_t n, float a, const float* x, float* y);
 void axpy(int64_t n, double a, const double* x, double* y);
 
-// max_i a[i] * b[i] (-inf for n == 0; NaN products are skipped)
+// max_i a[i] * b[i] (-inf for n == 0; NaN when a product is NaN, as torch.max)
 float max_product(const float* a, const float* b, int64_t n);
 double max_product(const double* a, const double* b, int64_t n);
 // sum_i a[i] * b[i] (8 partial sums)

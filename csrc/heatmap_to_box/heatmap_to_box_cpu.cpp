@@ -47,14 +47,14 @@ void box_of_map(const scalar_t* map, int h, int w, double rel_threshold, double 
                 float* out, Scratch& s) {
   const int n = h * w;
   double lo = INFINITY, hi = -INFINITY;
-  bool has_nan = false;
+  bool non_finite = false;  // NaN or +-inf: min-max normalisation is undefined, the box is NaN
   for (int i = 0; i < n; ++i) {
     const double v = static_cast<double>(map[i]);
-    has_nan |= v != v;
+    non_finite |= !is_finite(v);
     lo = v < lo ? v : lo;
     hi = v > hi ? v : hi;
   }
-  if (has_nan || n == 0) {
+  if (non_finite || n == 0) {
     for (int k = 0; k < 4; ++k) out[k] = NAN;
     return;
   }

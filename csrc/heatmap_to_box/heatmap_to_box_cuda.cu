@@ -42,18 +42,18 @@ __global__ void heatmap_to_box_kernel(const scalar_t* __restrict__ maps, int* __
   int* by1 = bx1 + hw;
   double* conf = conf_all + n * (long long)hw;
 
-  // min / max (and NaN)
+  // min / max (and NaN or +-inf, which make the box NaN)
   double lo = 1.0 / 0.0, hi = -1.0 / 0.0;
-  int nan = 0;
+  int non_finite = 0;
   for (int i = threadIdx.x; i < hw; i += blockDim.x) {
     const double v = (double)to_acc(src[i]);
-    if (v != v) nan = 1;
+    if (!is_finite(v)) non_finite = 1;
     lo = v < lo ? v : lo;
     hi = v > hi ? v : hi;
   }
   if (threadIdx.x == 0) s_flag = 0;
   __syncthreads();
-  if (nan) atomicOr(&s_flag, 1);
+  if (non_finite) atomicOr(&s_flag, 1);
   s_lo[threadIdx.x] = lo;
   s_hi[threadIdx.x] = hi;
   __syncthreads();
@@ -66,9 +66,9 @@ __global__ void heatmap_to_box_kernel(const scalar_t* __restrict__ maps, int* __
   }
   lo = s_lo[0];
   hi = s_hi[0];
-  const bool has_nan = s_flag != 0;
+  const bool has_non_finite = s_flag != 0;
   __syncthreads();
-  if (has_nan) {
+  if (has_non_finite) {
     if (threadIdx.x < 4) out[n * 4 + threadIdx.x] = __int_as_float(0x7fc00000);
     return;
   }

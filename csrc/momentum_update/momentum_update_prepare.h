@@ -7,9 +7,54 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace dapo_fast {
+
+// No teacher is expanded or shares memory with another tensor of the call: the kernels read a
+// student while they write its teacher (through __restrict pointers) and update the pairs in no
+// defined order. Memory is compared by the byte range each tensor's elements span in its storage
+// (students may share memory with each other: they are only read).
+inline void check_momentum_update_memory(at::TensorList teacher, at::TensorList student) {
+  struct Span {
+    const void* storage;
+    uintptr_t first, end;
+    size_t index;
+    bool is_teacher;
+  };
+  std::vector<Span> spans;
+  auto add = [&](const at::Tensor& t, size_t i, bool is_teacher) {
+    if (t.numel() == 0) return;
+    int64_t extent = 1;
+    for (int64_t d = 0; d < t.dim(); ++d) {
+      TORCH_CHECK(!is_teacher || t.size(d) == 1 || t.stride(d) != 0, "teacher[", i,
+                  "] must not be an expanded tensor: several of its elements are one memory location");
+      extent += (t.size(d) - 1) * t.stride(d);
+    }
+    const auto first = reinterpret_cast<uintptr_t>(t.data_ptr());
+    spans.push_back({t.storage().data(), first, first + static_cast<uintptr_t>(extent) * t.element_size(), i,
+                     is_teacher});
+  };
+  for (size_t i = 0; i < teacher.size(); ++i) add(teacher[i], i, true);
+  for (size_t i = 0; i < student.size(); ++i) add(student[i], i, false);
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return a.storage != b.storage ? std::less<const void*>()(a.storage, b.storage) : a.first < b.first;
+  });
+  const Span* furthest = nullptr;          // of the spans so far in this storage, the one reaching furthest
+  const Span* furthest_teacher = nullptr;  // the same among teachers
+  for (const Span& s : spans) {
+    if (furthest != nullptr && furthest->storage != s.storage) furthest = furthest_teacher = nullptr;
+    const Span* earlier = s.is_teacher ? furthest : furthest_teacher;
+    TORCH_CHECK(earlier == nullptr || s.first >= earlier->end, s.is_teacher ? "teacher[" : "student[", s.index,
+                "] shares memory with ", earlier != nullptr && earlier->is_teacher ? "teacher[" : "student[",
+                earlier != nullptr ? earlier->index : 0,
+                "]; teacher tensors must not overlap any other tensor of the update");
+    if (furthest == nullptr || s.end > furthest->end) furthest = &s;
+    if (s.is_teacher && (furthest_teacher == nullptr || s.end > furthest_teacher->end)) furthest_teacher = &s;
+  }
+}
 
 inline void check_momentum_update_args(at::TensorList teacher, at::TensorList student, double momentum) {
   TORCH_CHECK(teacher.size() == student.size(), "teacher and student must hold the same number of tensors, got ",
@@ -27,6 +72,7 @@ inline void check_momentum_update_args(at::TensorList teacher, at::TensorList st
     TORCH_CHECK(t.device() == s.device() && t.device() == teacher[0].device(), "teacher[", i, "] and student[", i,
                 "] must be on the same device as teacher[0], got ", t.device(), " and ", s.device());
   }
+  check_momentum_update_memory(teacher, student);
 }
 
 struct MomentumUpdate {
@@ -45,7 +91,7 @@ inline MomentumUpdate prepare_momentum_update(at::TensorList teacher, at::Tensor
   for (size_t i = 0; i < teacher.size(); ++i) {
     const at::Tensor& t = teacher[i];
     if (!t.is_contiguous()) {  // rare (a strided view as parameter): plain ATen in place
-      t.mul_(momentum).add_(student[i].to(t.scalar_type()), 1.0 - momentum);
+      t.mul_(momentum).add_(student[i], 1.0 - momentum);
       continue;
     }
     p.students[i] = student[i].contiguous();

@@ -1,5 +1,6 @@
 // proposal_alignment CPU kernels. Forward: parallel over images, each map against every staged
-// mask with a vectorised max, then a scan for the first pixel reaching it (the tie rule).
+// mask with a vectorised max, then a scan for the first pixel reaching it (the tie rule; a NaN
+// product makes the score NaN, and its first pixel gets the gradient, as torch.max).
 // Backward: parallel over maps; each thread writes only its own maps' gradient (no atomics).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -36,9 +37,11 @@ void forward_kernel(const scalar_t* response, const mask_t* masks, const bool* v
           }
           const acc_t* mp = m.data() + p * hw;
           const acc_t best = cpu_vec::max_product(r.data(), mp, hw);
-          int64_t at = 0;  // first pixel reaching the maximum (0 if every product is NaN)
+          const bool nan = best != best;
+          int64_t at = 0;  // first pixel reaching the maximum, or the first NaN product (torch.max's)
           for (int64_t i = 0; i < hw; ++i) {
-            if (r[i] * mp[i] == best) {
+            const acc_t v = r[i] * mp[i];
+            if (nan ? v != v : v == best) {
               at = i;
               break;
             }

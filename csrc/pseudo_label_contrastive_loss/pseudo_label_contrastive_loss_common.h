@@ -27,10 +27,18 @@ HOST_DEVICE bool in_teacher(bool valid, bool same_image, bool fn, int mode) {
   return valid && (same_image || (mode == kModeFnc && fn));
 }
 
+// Whether any of the n membership flags is set (a row's teacher set is not empty).
+HOST_DEVICE bool any_member(int64_t n, const uint8_t* member) {
+  for (int64_t j = 0; j < n; ++j)
+    if (member[j]) return true;
+  return false;
+}
+
 // exp(x) for x <= 0 as plain arithmetic the compiler vectorises (Cephes expf: 2^n * e^r with
-// |r| <= ln2/2, relative error ~2e-7); below -87.3 (and for -inf) it returns 0.
+// |r| <= ln2/2, relative error ~2e-7); below -87.3 (and for -inf) it returns 0, for NaN NaN.
 HOST_DEVICE float exp_nonpositive(float x) {
-  const float clamped = x < -87.0f ? -87.0f : (x > 0.0f ? 0.0f : x);
+  // NaN takes the -87 path too, so the int conversion below never sees it
+  const float clamped = x >= -87.0f ? (x > 0.0f ? 0.0f : x) : -87.0f;
   const float t = clamped * 1.44269504088896341f;
   const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
   float r = clamped - n * 0.693359375f;
@@ -45,7 +53,7 @@ HOST_DEVICE float exp_nonpositive(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return x < -87.0f ? 0.0f : e * scale;
+  return x >= -87.0f ? e * scale : (x != x ? x : 0.0f);
 }
 
 }  // namespace pseudo_label_math

@@ -98,12 +98,14 @@ void row_kernel_cpu(const PseudoLabelTile& tile) {
       const uint8_t* ms = s_member + (r / num_q) * s_member_stride;
       const uint8_t* mt = t_member + (r / num_q) * t_cols;
       const int64_t* t_column = t_columns + (r / num_q) * t_cols;
-      const T tmax = valid_row[r] ? masked_max(t_cols, trow, mt) : -std::numeric_limits<T>::infinity();
-      if (!(tmax > -std::numeric_limits<T>::infinity())) {  // invalid phrase or no pseudo-label
+      // a row has a loss when its phrase is valid and its teacher set is not empty: counted, not
+      // read off the logits, so NaN or -inf teacher logits give a NaN loss (as the softmax), not 0
+      if (!valid_row[r] || !any_member(t_cols, mt)) {
         loss[r] = 0;
         if (write_grad) std::fill(srow, srow + s_cols, T(0));
         continue;
       }
+      const T tmax = masked_max(t_cols, trow, mt);
       const T tshift = tmax * inv_ttau;
       const T lse_t = tshift + std::log(masked_sum_exp(t_cols, trow, mt, inv_ttau, tshift));
       const T sshift = masked_max(s_cols, srow, ms) * inv_tau;
@@ -114,7 +116,8 @@ void row_kernel_cpu(const PseudoLabelTile& tile) {
       loss[r] = lse_s - dot;
       if (write_grad) {
         const T c = coef[r] * inv_tau;
-        masked_softmax_write(s_cols, srow, ms, inv_tau, lse_s, c);
+        // d loss / d s = (softmax_S * sum_T pi - pi) / tau: sum_T pi is 1, or NaN with lse_t
+        masked_softmax_write(s_cols, srow, ms, inv_tau, lse_s, c * (lse_t - lse_t + T(1)));
         for (int64_t j = 0; j < t_cols; ++j)
           if (mt[j]) srow[t_column[j]] -= c * exp_np(trow[j] * inv_ttau - lse_t);
       }

@@ -45,12 +45,17 @@ __global__ void rows_kernel(PseudoLabelRowArgs a) {
   const uint8_t* mt = a.t_member + (r / a.num_q) * a.t_cols;
   const T inv_tau = static_cast<T>(a.inv_tau), inv_ttau = static_cast<T>(a.inv_teacher_tau);
   const T neg_inf = -INFINITY;
-  T v = neg_inf;
+  // a row has a loss when its phrase is valid and its teacher set is not empty: counted, not read
+  // off the logits, so NaN or -inf teacher logits give a NaN loss (as the softmax), not 0
+  T v = 0;
   if (a.valid_row[r])
-    for (int64_t j = threadIdx.x; j < a.t_cols; j += blockDim.x)
-      if (mt[j] && trow[j] > v) v = trow[j];
+    for (int64_t j = threadIdx.x; j < a.t_cols; j += blockDim.x) v += mt[j] ? T(1) : T(0);
+  const T members = block_reduce(v, shared, false);
+  v = neg_inf;
+  for (int64_t j = threadIdx.x; j < a.t_cols; j += blockDim.x)
+    if (mt[j] && trow[j] > v) v = trow[j];
   const T tmax = block_reduce(v, shared, true);
-  if (!(tmax > neg_inf)) {
+  if (!(members > T(0))) {
     if (threadIdx.x == 0) static_cast<T*>(a.loss)[r] = 0;
     if (a.write_grad)
       for (int64_t j = threadIdx.x; j < a.s_cols; j += blockDim.x) srow[j] = 0;
@@ -76,8 +81,10 @@ __global__ void rows_kernel(PseudoLabelRowArgs a) {
   if (threadIdx.x == 0) static_cast<T*>(a.loss)[r] = lse_s - dot;
   if (!a.write_grad) return;
   const T c = static_cast<const T*>(a.coef)[r] * inv_tau;
+  // d loss / d s = (softmax_S * sum_T pi - pi) / tau: sum_T pi is 1, or NaN with lse_t
+  const T c_softmax = c * (lse_t - lse_t + T(1));
   for (int64_t j = threadIdx.x; j < a.s_cols; j += blockDim.x)
-    srow[j] = ms[j] ? c * exp_dev(srow[j] * inv_tau - lse_s) : T(0);
+    srow[j] = ms[j] ? c_softmax * exp_dev(srow[j] * inv_tau - lse_s) : T(0);
   __syncthreads();
   // T columns are distinct S columns: each thread owns its j
   for (int64_t j = threadIdx.x; j < a.t_cols; j += blockDim.x)

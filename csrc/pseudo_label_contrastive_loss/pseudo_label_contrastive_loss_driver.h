@@ -186,6 +186,10 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
         grad_region_acc.addmm_(s.t(), p_rows);
     }
   }
+  // Invalid phrases and regions take no part (the reference replaces them by zeros): their
+  // gradient is 0, not the products above with a NaN or Inf of the other side's features.
+  if (want_gp) res.grad_phrase.masked_fill_(phrase_valid.logical_not().unsqueeze(2), 0);
+  if (want_gr) res.grad_region.masked_fill_(region_valid.logical_not().unsqueeze(2), 0);
   return res;
 }
 

@@ -121,7 +121,9 @@ struct PseudoLabelLoss {
   }
 };
 
-// Checks, then the inputs in the compute dtype (half / bfloat16 run in float).
+// Checks, then the inputs in the compute dtype (half / bfloat16 run in float), the features of
+// invalid phrases and regions zeroed: they take no part, so a NaN there must not reach a logit
+// (or, through the products of the gradient, anything else).
 inline PseudoLabelLoss pseudo_label_inputs(const at::Tensor& phrase, const at::Tensor& region,
                                            const at::Tensor& teacher_phrase, const at::Tensor& teacher_region,
                                            const at::Tensor& phrase_valid, const at::Tensor& region_valid,
@@ -134,10 +136,12 @@ inline PseudoLabelLoss pseudo_label_inputs(const at::Tensor& phrase, const at::T
                                tau, teacher_tau, p.mode);
   p.dtype = phrase.scalar_type();
   const auto ct = p.dtype == at::kDouble ? at::kDouble : at::kFloat;
-  p.phrase = phrase.to(ct).contiguous();
-  p.region = region.to(ct).contiguous();
-  p.teacher_phrase = teacher_phrase.to(ct).contiguous();
-  p.teacher_region = teacher_region.to(ct).contiguous();
+  const at::Tensor invalid_phrase = phrase_valid.logical_not().unsqueeze(2);
+  const at::Tensor invalid_region = region_valid.logical_not().unsqueeze(2);
+  p.phrase = phrase.to(ct).masked_fill(invalid_phrase, 0).contiguous();
+  p.region = region.to(ct).masked_fill(invalid_region, 0).contiguous();
+  p.teacher_phrase = teacher_phrase.to(ct).masked_fill(invalid_phrase, 0).contiguous();
+  p.teacher_region = teacher_region.to(ct).masked_fill(invalid_region, 0).contiguous();
   p.phrase_valid = phrase_valid.contiguous();
   p.region_valid = region_valid.contiguous();
   if (fn_mask.has_value()) p.fn_mask = fn_mask->contiguous();

@@ -16,6 +16,7 @@
 #include "../common/grain.h"
 #include "../common/cpu_clones.h"
 #include "../common/proposal_masks_cpu.h"
+#include "../proposal_alignment/proposal_alignment_common.h"
 #include "region_ambiguity_common.h"
 #include "region_ambiguity_prepare.h"
 
@@ -83,13 +84,14 @@ void region_ambiguity_kernel(const scalar_t* response, const mask_t* masks, cons
       for (int64_t s = 0; s < s_count; ++s) {
         const int64_t bs = b * s_count + s;
         proposal_masks_cpu::stage_map(response + bs * hw, hw, r);
-        // foreground: highest alignment score among valid masks, lowest index on ties
+        // foreground: highest alignment score among valid masks, lowest index on ties; a NaN score
+        // (a NaN product) wins, as in torch.argmax
         int fg = -1;
         acc_t best = -std::numeric_limits<acc_t>::infinity();
         for (int64_t p = 0; p < p_count; ++p) {
           if (!vb[p]) continue;
           const acc_t score = hw > 0 ? cpu_vec::max_product(r.data(), m.data() + p * hw, hw) : acc_t(0);
-          if (fg < 0 || score > best) best = score, fg = static_cast<int>(p);
+          if (proposal_alignment_math::FirstMax()(score, p, best, fg)) best = score, fg = static_cast<int>(p);
         }
         const acc_t* mf = fg >= 0 ? m.data() + fg * hw : nullptr;
         acc_t sum_r = cpu_vec::sum(r.data(), hw);

@@ -7,6 +7,11 @@
 #include "../common/host_device.h"
 
 namespace dapo_fast {
+
+// A bin averages sampling_ratio^2 samples, a count the kernels hold in a 32-bit int; adaptive
+// grids are capped at the same size (bins over 46340 feature pixels).
+constexpr int kMaxSamplingRatio = 46340;
+
 namespace roi_align_math {
 
 // Where one RoI samples the feature map.
@@ -22,13 +27,13 @@ struct RoiGeometry {
   T inv_count;   // 1 / (grid_h * grid_w): the bin value is the mean of its samples
 };
 
-// ceil() without <cmath> so nvcc and the host compiler agree on every type. NaN gives 0 and
-// huge values saturate, where a plain float->int cast would be undefined behaviour.
+// The adaptive grid, ceil(bin size) samples, without <cmath> so nvcc and the host compiler agree
+// on every type: 0 for a NaN or infinite size (the RoI samples nothing, like a NaN box) and for a
+// negative one, at most kMaxSamplingRatio (a plain float->int cast would be undefined behaviour).
 template <typename T>
-HOST_DEVICE int ceil_to_int(T v) {
-  if (!(v == v)) return 0;
-  if (v > static_cast<T>(1 << 30)) return 1 << 30;
-  if (v < -static_cast<T>(1 << 30)) return -(1 << 30);
+HOST_DEVICE int adaptive_grid(T v) {
+  if (!(v - v == v - v) || !(v > static_cast<T>(0))) return 0;  // v - v is NaN for NaN and +-inf
+  if (v > static_cast<T>(kMaxSamplingRatio)) return kMaxSamplingRatio;
   int i = static_cast<int>(v);
   return (static_cast<T>(i) < v) ? i + 1 : i;
 }
@@ -45,18 +50,18 @@ HOST_DEVICE RoiGeometry<T> roi_geometry(const T* roi, T spatial_scale, int poole
   T roi_w = roi[3] * spatial_scale - offset - g.start_w;
   T roi_h = roi[4] * spatial_scale - offset - g.start_h;
   if (!aligned) {
-    // Legacy (aligned=False) RoIs are at least one pixel: malformed boxes are forced to 1x1.
-    roi_w = roi_w > static_cast<T>(1) ? roi_w : static_cast<T>(1);
-    roi_h = roi_h > static_cast<T>(1) ? roi_h : static_cast<T>(1);
+    // Legacy (aligned=False) RoIs are at least one pixel: malformed boxes are forced to 1x1
+    // (a NaN size stays NaN, as torchvision's std::max and the reference's clamp leave it).
+    roi_w = maximum(roi_w, static_cast<T>(1));
+    roi_h = maximum(roi_h, static_cast<T>(1));
   }
   g.bin_h = roi_h / static_cast<T>(pooled_height);
   g.bin_w = roi_w / static_cast<T>(pooled_width);
-  // Adaptive sampling: ceil(bin size) samples per bin when sampling_ratio <= 0.
-  g.grid_h = sampling_ratio > 0 ? sampling_ratio : ceil_to_int(roi_h / static_cast<T>(pooled_height));
-  g.grid_w = sampling_ratio > 0 ? sampling_ratio : ceil_to_int(roi_w / static_cast<T>(pooled_width));
-  if (g.grid_h < 0) g.grid_h = 0;  // negative-size boxes with aligned=True sample nothing
-  if (g.grid_w < 0) g.grid_w = 0;
-  const int count = g.grid_h * g.grid_w;
+  // Adaptive sampling: ceil(bin size) samples per bin when sampling_ratio <= 0 (negative-size
+  // boxes with aligned=True sample nothing).
+  g.grid_h = sampling_ratio > 0 ? sampling_ratio : adaptive_grid(roi_h / static_cast<T>(pooled_height));
+  g.grid_w = sampling_ratio > 0 ? sampling_ratio : adaptive_grid(roi_w / static_cast<T>(pooled_width));
+  const int count = g.grid_h * g.grid_w;  // <= kMaxSamplingRatio^2 < 2^31
   g.inv_count = static_cast<T>(1) / static_cast<T>(count > 1 ? count : 1);
   return g;
 }

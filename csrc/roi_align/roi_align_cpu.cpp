@@ -51,10 +51,13 @@ struct AxisTable {
 
  private:
   // Sample coordinates grow with i, so a pixel already in this bin is one of its last two entries.
+  // A zero weight is not merged with a non-zero one: each sample multiplies its four taps, so a
+  // tap of weight 0 on an Inf pixel makes the bin NaN (0 * Inf, as in torchvision and the
+  // reference), which a merged weight would lose.
   void add(int idx, T w, int first) {
     const int n = static_cast<int>(index.size());
     for (int j = n - 1; j >= first && j >= n - 2; --j) {
-      if (index[j] == idx) {
+      if (index[j] == idx && (weight[j] == T(0)) == (w == T(0))) {
         weight[j] += w;
         return;
       }

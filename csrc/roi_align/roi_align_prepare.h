@@ -7,11 +7,9 @@
 #include <torch/library.h>
 
 #include "../common/checks.h"
+#include "roi_align_common.h"
 
 namespace dapo_fast {
-
-// A bin averages sampling_ratio^2 samples, a count the kernels hold in a 32-bit int.
-constexpr int64_t kMaxSamplingRatio = 46340;
 
 inline void check_roi_align_args(const at::Tensor& feature, const char* feature_name, int64_t feature_dim,
                                  const at::Tensor& rois, int64_t pooled_height, int64_t pooled_width,

@@ -5,6 +5,8 @@
 // argmax(difficulty * uniqueness) per image (first index on ties) and then lowers uniqueness
 // ("pairwise": min with (1 - cos)/2 to the queries picked in that step, QueryMatch's code) or
 // recomputes it ("paper": min-max over each image of -max cos to everything picked so far).
+// NaN follows the reference's torch ops: min/max propagate it, so a group holding a NaN
+// normalises to all 1 (its span is not > 0), and the argmax takes the first NaN score.
 #pragma once
 #include "../common/host_device.h"
 
@@ -26,8 +28,8 @@ HOST_DEVICE void normalise_group(const T* x, long long n, bool negate, T* out) {
   T lo = negate ? -x[0] : x[0], hi = lo;
   for (long long i = 1; i < n; ++i) {
     const T v = negate ? -x[i] : x[i];
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
+    lo = minimum(v, lo);
+    hi = maximum(v, hi);
   }
   for (long long i = 0; i < n; ++i) out[i] = minmax(negate ? -x[i] : x[i], lo, hi);
 }
@@ -46,14 +48,15 @@ HOST_DEVICE T pair_cos(T cos, bool same_query) {
   return same_query ? T(1) : cos;
 }
 
-// argmax over i < n of difficulty[i] * uniqueness[i], first index on ties
+// argmax over i < n of difficulty[i] * uniqueness[i], first index on ties (torch.argmax: a NaN
+// score beats every number, the first NaN wins)
 template <typename T>
 HOST_DEVICE long long pick_candidate(const T* difficulty, const T* uniqueness, long long n) {
   long long best = 0;
   T best_score = difficulty[0] * uniqueness[0];
   for (long long i = 1; i < n; ++i) {
     const T score = difficulty[i] * uniqueness[i];
-    if (score > best_score) {
+    if (score > best_score || (score != score && best_score == best_score)) {
       best_score = score;
       best = i;
     }

@@ -42,14 +42,14 @@ void select_cpu(const T* cos, const T* sim, int64_t b_count, int64_t n, int64_t 
               T u = uniq[j * n + i];
               for (int64_t p = 0; p < others; ++p) {
                 const T d = pair_distance(c[picked[p]], picked[p] == id);
-                u = d < u ? d : u;
+                u = minimum(d, u);
               }
               uniq[j * n + i] = u;
             } else {
               T m = max_cos[j * n + i];
               for (int64_t p = 0; p < others; ++p) {
                 const T v = pair_cos(c[picked[p]], picked[p] == id);
-                m = v > m ? v : m;
+                m = maximum(v, m);
               }
               max_cos[j * n + i] = m;
             }

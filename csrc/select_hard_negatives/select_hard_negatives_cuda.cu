@@ -43,14 +43,14 @@ __global__ void select_kernel(const T* cos, const T* sim, T* scratch, int64_t* p
         T u = uniq[c];
         for (int64_t p = 0; p < others; ++p) {
           const T d = pair_distance(row[picked[p]], picked[p] == id);
-          u = d < u ? d : u;
+          u = minimum(d, u);
         }
         uniq[c] = u;
       } else {
         T m = max_cos[c];
         for (int64_t p = 0; p < others; ++p) {
           const T v = pair_cos(row[picked[p]], picked[p] == id);
-          m = v > m ? v : m;
+          m = maximum(v, m);
         }
         max_cos[c] = m;
       }

@@ -13,11 +13,12 @@ HOST_DEVICE T smooth_l1(T diff, T beta) {
   return n < beta ? T(0.5) * n * n / beta : n - T(0.5) * beta;
 }
 
+// torch's derivatives too: a NaN difference gives NaN for beta > 0 (smooth_l1_loss's backward)
+// and 0 for beta == 0 (l1_loss's, through sign)
 template <typename T>
 HOST_DEVICE T smooth_l1_grad(T diff, T beta) {
-  const T n = diff < T(0) ? -diff : diff;
-  if (beta != T(0) && n < beta) return diff / beta;
-  return diff > T(0) ? T(1) : (diff < T(0) ? T(-1) : T(0));
+  if (beta == T(0)) return diff > T(0) ? T(1) : (diff < T(0) ? T(-1) : T(0));
+  return diff > beta ? T(1) : (diff < -beta ? T(-1) : diff / beta);
 }
 
 }  // namespace smooth_l1_math

@@ -4,7 +4,9 @@ auto      the compiled kernel for the tensor's device; Triton on CUDA for ops th
           Triton kernel; the reference when ``_C`` was not built (with a one-time warning)
 cpu       C++ kernel (CPU tensors)
 cuda      CUDA kernel (CUDA tensors, CUDA build)
-triton    Triton kernel (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1)
+triton    Triton kernel (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1); the kernels
+          accumulate in float32, so float64 inputs get float32 accuracy (momentum_update_ and
+          region_ambiguity compute float64 in float64)
 reference pure PyTorch (any device; the spec)
 """
 import contextlib

@@ -58,14 +58,15 @@ def box_encode(proposals: Tensor, targets: Tensor, weights: Sequence[float] = DE
 def box_decode(deltas: Tensor, boxes: Tensor, weights: Sequence[float] = DEFAULT_WEIGHTS,
                scale_clamp: float = DEFAULT_SCALE_CLAMP, *, backend: str = "auto") -> Tensor:
     """Boxes [..., 4 * k] obtained by applying ``deltas`` [..., 4 * k] to ``boxes`` [..., 4]
-    (each of the k deltas of a row to that row's box)."""
+    (each of the k deltas of a row to that row's box); dw and dh are clamped at ``scale_clamp`` (a
+    number, inf for no clamp; a NaN delta stays NaN)."""
     _boxes(deltas, "deltas")
     _boxes(boxes, "boxes", deltas.device)
     if boxes.shape[-1] != 4 or boxes.shape[:-1] != deltas.shape[:-1]:
         raise ValueError(f"boxes must have shape [..., 4] with the leading dimensions of deltas "
                          f"{tuple(deltas.shape)}, got {tuple(boxes.shape)}")
     w = _checks.box_weights(weights)
-    scale_clamp = float(scale_clamp)
+    scale_clamp = _checks.real(scale_clamp, "scale_clamp", allow_inf=True)
     deltas = deltas.to(torch.float64 if deltas.dtype == torch.float64 else torch.float32)
     boxes = boxes.to(deltas.dtype)
     shape = deltas.shape

@@ -43,9 +43,8 @@ def _box_iou(a: Tensor, b: Tensor, backend: str) -> Tensor:
         raise ValueError(f"b must have shape {'[B, M, 4] with B = a.shape[0]' if a.dim() == 3 else '[M, 4]'} "
                          f"like a {tuple(a.shape)}, got {tuple(b.shape)}")
     a, b = _computable(a, b)
-    needs_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
-    if (needs_grad or not a.is_floating_point()) and backend == "auto":
-        backend = "reference"  # the kernel has no backward and takes floating boxes
+    if not a.is_floating_point() and backend == "auto":
+        backend = "reference"  # the kernel takes floating boxes
     chosen = _backend.resolve(backend, a.device, has_triton=False)
     if chosen == "reference":
         return _reference.box_iou(a, b)
@@ -65,8 +64,8 @@ def box_iou(a: Tensor, b: Tensor, backend: str = "auto") -> Tensor:
         backend: "auto" | "cpu" | "cuda" | "reference".
 
     Returns:
-        Tensor[N, M] (or [B, N, M]), dtype as in the module docstring. The kernel has no backward:
-        when a or b needs a gradient, auto runs the (differentiable) reference.
+        Tensor[N, M] (or [B, N, M]), dtype as in the module docstring; differentiable in a and b on
+        every backend (the kernel's gradient is the reference's).
     """
     if not torch.jit.is_scripting():
         return _box_iou(a, b, backend)
@@ -80,11 +79,13 @@ def box_accuracy(pred_boxes: Tensor, gt_boxes: Union[Tensor, Sequence[Tensor]], 
     Args:
         pred_boxes: Tensor[N, 4] (x1, y1, x2, y2), e.g. from heatmap_to_box rescaled to the image.
         gt_boxes: list of N Tensor[G_i, 4] or a Tensor[N, G, 4], same coordinate frame.
-        threshold: IoU threshold (0.5 in DAPO, WWbL, ReIR).
+        threshold: IoU threshold (0.5 in DAPO, WWbL, ReIR); finite.
 
     Returns:
-        Tensor[N] bool; a map without ground-truth boxes is a miss. Computed in float64.
+        Tensor[N] bool; a map without ground-truth boxes is a miss, and so is an IoU that is NaN
+        (a NaN box). Computed in float64.
     """
+    threshold = _checks.real(threshold, "threshold")
     _checks.tensor(pred_boxes, "pred_boxes", dtypes=None)
     if pred_boxes.dim() != 2 or pred_boxes.shape[1] != 4:
         raise ValueError(f"pred_boxes must have shape [N, 4], got {tuple(pred_boxes.shape)}")

@@ -33,6 +33,7 @@ def _check(q: Tensor, k: Tensor, key_bias: Optional[Tensor], out: Optional[Tenso
         _checks.tensor(key_bias, "key_bias", shape=(batch, keys), device=q.device)
     if out is not None:
         _checks.tensor(out, "out", shape=(batch, rows, keys), device=q.device)
+        _checks.writable(out, "out", {"q": q, "k": k, "key_bias": key_bias})
 
 
 def cross_attention_probs_mean(q: Tensor, k: Tensor, scale: float, out: Optional[Tensor] = None,
@@ -46,7 +47,10 @@ def cross_attention_probs_mean(q: Tensor, k: Tensor, scale: float, out: Optional
         k: Tensor[B, heads, T, d] keys, same dtype and device.
         scale: softmax temperature, usually d ** -0.5 (diffusers' ``attn.scale``).
         out: optional Tensor[B, HW, T] running buffer; the result is added into it in place and
-            it is returned. Without it a new tensor is returned.
+            it is returned. Without it a new tensor is returned. Refused, as torch refuses for
+            ``out.add_``, when it is expanded, shares memory with q, k or key_bias, or is a leaf
+            that requires grad (with grad mode on); when it requires grad the addition is recorded
+            by autograd like ``out.add_(result)``.
         weight: factor on the head mean (e.g. 1 / number_of_layers for a layer mean).
         key_bias: optional Tensor[B, T] added to every score row (an additive attention mask:
             0 keeps a token, -inf or a large negative drops it).
@@ -56,7 +60,8 @@ def cross_attention_probs_mean(q: Tensor, k: Tensor, scale: float, out: Optional
         Tensor[B, HW, T] (``out`` itself when given).
     """
     _check(q, k, key_bias, out)
-    scale, weight = float(scale), float(weight)
+    scale = _checks.real(scale, "scale")
+    weight = _checks.real(weight, "weight")
     chosen = _backend.resolve(backend, q.device)
     if chosen == "reference":
         result = _reference.cross_attention_probs_mean(q, k, scale, key_bias, weight)
@@ -69,7 +74,8 @@ def cross_attention_probs_mean(q: Tensor, k: Tensor, scale: float, out: Optional
         else:
             forward = torch.ops.dapo_fast.cross_attention_probs_mean
             accumulate = torch.ops.dapo_fast.cross_attention_probs_mean_accumulate
-        differentiable = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+        differentiable = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or
+                                                      (out is not None and out.requires_grad))
         if out is not None and not differentiable and out.dtype == q.dtype:
             accumulate(out, q, k, scale, key_bias, weight)
             return out

@@ -33,8 +33,7 @@ def diffusion_guided_loss(heatmaps: Tensor, attn_targets: Tensor, entity_valid: 
         reduction: "mean" (divide by the batch size N, as eq. 5), "sum", or "none" ([B]).
         backend: "auto" | "cpu" | "cuda" | "triton" | "reference".
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    _checks.choice(reduction, "reduction", REDUCTIONS)
     entity_valid = _checks.entity_maps(heatmaps, attn_targets, "attn_targets", entity_valid)
     chosen = _backend.resolve(backend, heatmaps.device)
     if chosen == "reference":

@@ -27,10 +27,10 @@ def _check_args(region_feats, region_valid, threshold):
     _checks.tensor(region_feats, "region_feats", dim=3)
     b, k = region_feats.shape[:2]
     _checks.tensor(region_valid, "region_valid", dtypes=(torch.bool,), device=region_feats.device, shape=(b, k))
-    if not isinstance(threshold, (int, float)):
-        raise TypeError(f"threshold must be a float, got {type(threshold).__name__}")
-    if not -1.0 <= float(threshold) <= 1.0:
+    threshold = _checks.real(threshold, "threshold")
+    if not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [-1, 1], got {threshold}")
+    return threshold
 
 
 def false_negative_mask(region_feats: Tensor, region_valid: Tensor, threshold: float, *,
@@ -46,8 +46,7 @@ def false_negative_mask(region_feats: Tensor, region_valid: Tensor, threshold: f
     Returns:
         bool Tensor[B, B, K]; ``out[i, i]`` is all False.
     """
-    _check_args(region_feats, region_valid, threshold)
-    threshold = float(threshold)
+    threshold = _check_args(region_feats, region_valid, threshold)
     region_feats = region_feats.detach()
     chosen = _backend.resolve(backend, region_feats.device)
     if chosen == "reference":

@@ -30,7 +30,8 @@ steps are spelled out in ``dapo_fast/ops/_reference/heatmap_to_box.py``. A flat 
 numbers comparable with WWbL's and DAPO's papers. CPU kernel (CUDA tensors are boxed on the CPU:
 the NMS orders equal confidences by torch's CPU sort, as WWbL's code does).
 
-A map containing NaN gives a NaN box (both protocols).
+A map containing NaN gives a NaN box (both protocols); so does +-Inf with the components protocol
+(min-max normalisation is undefined there). box_accuracy counts a NaN box as a miss.
 """
 import torch
 from torch import Tensor
@@ -58,11 +59,14 @@ def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold:
         backend: "auto" | "cpu" | "cuda" | "reference" (OpenCV, one map at a time).
 
     Returns:
-        Tensor[N, 4] float32 (x1, y1, x2, y2) in heatmap pixels, x2/y2 exclusive.
+        Tensor[N, 4] float32 (x1, y1, x2, y2) in heatmap pixels, x2/y2 exclusive. Not
+        differentiable (a box is piecewise constant in the heat): the result never requires grad.
     """
     _checks.tensor(heatmaps, "heatmaps", dim=3)
-    rel_threshold = float(rel_threshold)
-    conf_threshold = float(conf_threshold)
+    rel_threshold = _checks.real(rel_threshold, "rel_threshold")
+    conf_threshold = _checks.real(conf_threshold, "conf_threshold")
+    tozero = _checks.flag(tozero, "tozero")
+    heatmaps = heatmaps.detach()  # a box per map: piecewise constant in the heat, no gradient
     if not 0.0 <= rel_threshold <= 1.0:
         raise ValueError(f"rel_threshold must be in [0, 1], got {rel_threshold}")
     if not conf_threshold >= 0.0:
@@ -73,12 +77,12 @@ def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold:
         raise ValueError(f"heatmaps must have a non-empty map size, got {tuple(heatmaps.shape)}")
     chosen = _backend.resolve(backend, heatmaps.device, has_triton=False)
     if chosen == "reference":
-        return _reference.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero), protocol)
+        return _reference.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, tozero, protocol)
     if protocol == "wwbl":
         gray_table = torch.from_numpy(_reference.wwbl_gray_table())
         return torch.ops.dapo_fast.heatmap_to_box_wwbl(heatmaps, gray_table, rel_threshold, conf_threshold,
                                                        WWBL_NMS_THRESHOLD)
-    return torch.ops.dapo_fast.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero))
+    return torch.ops.dapo_fast.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, tozero)
 
 
 if _extension.HAS_C:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from dapo_fast import _extension
-from dapo_fast.ops import _backend
+from dapo_fast.ops import _backend, _checks
 from dapo_fast.ops._meta import momentum_update as _meta
 from dapo_fast.ops._reference import momentum_update as _reference
 
@@ -38,7 +38,8 @@ def momentum_update_(teacher: TensorsOrModule, student: TensorsOrModule, momentu
     """EMA of ``student`` into ``teacher`` (in place, no autograd).
 
     Args:
-        teacher: nn.Module or sequence of Tensors (updated in place).
+        teacher: nn.Module or sequence of Tensors (updated in place). A teacher tensor must not be
+            expanded nor share memory with any other tensor of the call (ValueError).
         student: nn.Module or sequence of Tensors, same shapes and dtypes, same order.
         momentum: gamma in [0, 1] (MPL: 0.99; 1 keeps the teacher, 0 copies the student).
         backend: "auto" | "cpu" | "cuda" | "triton" | "reference".
@@ -46,33 +47,57 @@ def momentum_update_(teacher: TensorsOrModule, student: TensorsOrModule, momentu
     ts, ss = _tensors(teacher, "teacher"), _tensors(student, "student")
     if len(ts) != len(ss):
         raise ValueError(f"teacher and student must hold the same number of tensors, got {len(ts)} and {len(ss)}")
-    if not isinstance(momentum, (int, float)):
-        raise TypeError(f"momentum must be a float, got {type(momentum).__name__}")
-    if not 0.0 <= float(momentum) <= 1.0:
+    momentum = _checks.real(momentum, "momentum")
+    if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
     if not ts:
         return
-    momentum = float(momentum)
     chosen = _backend.resolve(backend, ts[0].device)
     with torch.no_grad():
         if chosen == "reference":
             _check_pairs(ts, ss)
+            _check_memory(ts, ss)
             _reference.momentum_update_(ts, ss, momentum)
         elif chosen == "triton":
             _check_pairs(ts, ss)
+            _check_memory(ts, ss)
             from dapo_fast.ops._triton import momentum_update as _triton
 
             _triton.momentum_update_(ts, ss, momentum)
         elif torch.compiler.is_compiling():
             torch.ops.dapo_fast.momentum_update_(ts, ss, momentum)
         else:
-            # The C++ op checks every pair itself; the per-tensor Python checks (a few hundred ns per
-            # tensor, as much as a lerp_ call) only run to turn its error into a typed one.
+            # The C++ op checks every pair (and their memory) itself; the per-tensor Python checks (a
+            # few hundred ns per tensor, as much as a lerp_ call) only run to turn its error into a
+            # typed one.
             try:
                 torch.ops.dapo_fast.momentum_update_(ts, ss, momentum)
             except RuntimeError:
                 _check_pairs(ts, ss)
+                _check_memory(ts, ss)
                 raise
+
+
+def _check_memory(ts, ss):
+    """No teacher is expanded or shares memory with another tensor of the call: the kernels read a
+    student while they write its teacher (the C++ kernel through __restrict pointers), and the
+    tensors are updated in no defined order."""
+    for i, t in enumerate(ts):
+        if _checks.expanded(t):
+            raise ValueError(f"teacher[{i}] must not be an expanded tensor: several of its elements are one memory "
+                             f"location")
+    spans = sorted((_checks.memory_span(t) + (f"{role}[{i}]",)
+                    for role, tensors in (("teacher", ts), ("student", ss)) for i, t in enumerate(tensors)
+                    if t.numel() and t.device.type != "meta"), key=lambda s: (s[0], s[1]))
+    latest = {"any": None, "teacher": None}  # the interval reaching furthest so far, of any tensor / of a teacher
+    for storage, first, end, name in spans:
+        earlier = latest["any"] if name.startswith("teacher") else latest["teacher"]
+        if earlier is not None and earlier[0] == storage and first < earlier[2]:
+            raise ValueError(f"{name} shares memory with {earlier[3]}; teacher tensors must not overlap any other "
+                             f"tensor of the update")
+        for key in ("any", "teacher") if name.startswith("teacher") else ("any",):
+            if latest[key] is None or latest[key][0] != storage or end > latest[key][2]:
+                latest[key] = (storage, first, end, name)
 
 
 def _check_pairs(ts, ss):

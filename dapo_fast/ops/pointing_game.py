@@ -13,12 +13,10 @@ inside under one rule and outside under the other.
 
 Tie rule: among equal maxima of the resized map the first in row-major order wins (what
 ``argmax`` of the resized map gives). A flat map therefore points at (0, 0).
-
-``align_corners=True`` resizes with torch's ``align_corners=True`` rule instead (source coordinate
-d * (in - 1) / (out - 1)): what PCNet's public evaluation of PointM does before its argmax.
 """
 from typing import Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,10 +31,29 @@ BoxesType = Union[Tensor, Sequence[Tensor]]
 
 
 def _sizes_tensor(sizes, name: str, n: int, device: torch.device) -> Tensor:
-    if not isinstance(sizes, Tensor):
-        sizes = torch.as_tensor(sizes)
-    if sizes.dtype.is_complex or sizes.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer (height, width) pairs, got dtype {sizes.dtype}")
+    """``sizes`` (a Tensor[N, 2] or [2] of integers, or (height, width) pairs of ints) as an int64
+    Tensor[N, 2] on ``device``. Sizes must be positive and fit a 32-bit int; the values of a CUDA
+    tensor (and of any tensor under torch.compile) are left to the kernel, which checks them."""
+    if isinstance(sizes, np.ndarray):
+        sizes = torch.from_numpy(sizes)
+    if isinstance(sizes, Tensor):
+        if sizes.is_floating_point() or sizes.is_complex() or sizes.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer (height, width) pairs, got dtype {sizes.dtype}")
+        if sizes.device.type == "cpu" and not torch.compiler.is_compiling() and sizes.numel() \
+                and not (sizes.min() >= 1 and sizes.max() <= _checks.INT32_MAX):
+            raise ValueError(f"{name} must be positive, at most {_checks.INT32_MAX}, got {sizes.tolist()}")
+    else:
+        if not isinstance(sizes, (list, tuple)):
+            raise TypeError(f"{name} must be a Tensor[N, 2] or (height, width) pairs, got {type(sizes).__name__}")
+        one_pair = len(sizes) == 2 and not any(isinstance(v, (list, tuple, Tensor)) for v in sizes)
+        rows = [sizes] if one_pair else sizes
+        for i, row in enumerate(rows):
+            if not isinstance(row, (list, tuple)) or len(row) != 2:
+                raise TypeError(f"{name} must be a Tensor[N, 2] or (height, width) pairs, got {row!r} at {i}")
+        values = [[_checks.integer(v, f"{name}[{i}][{j}]", low=1) for j, v in enumerate(row)]
+                  for i, row in enumerate(rows)]
+        sizes = torch.tensor(values[0] if one_pair else values, dtype=torch.int64)
+        sizes = sizes.reshape((2,) if one_pair else (-1, 2))
     if sizes.dim() == 1 and sizes.shape[0] == 2:
         sizes = sizes.expand(n, 2)
     if sizes.dim() != 2 or sizes.shape[1] != 2 or sizes.shape[0] != n:
@@ -60,12 +77,11 @@ def resized_argmax(heatmaps: Tensor, sizes, *, align_corners: bool = False, back
     sizes = _sizes_tensor(sizes, "sizes", heatmaps.shape[0], heatmaps.device)
     if heatmaps.shape[0] and (heatmaps.shape[1] == 0 or heatmaps.shape[2] == 0):
         raise ValueError(f"heatmaps must have a non-empty map size, got {tuple(heatmaps.shape)}")
-    if not isinstance(align_corners, bool):
-        raise TypeError(f"align_corners must be a bool, got {type(align_corners).__name__}")
+    align_corners = _checks.flag(align_corners, "align_corners")
     chosen = _backend.resolve(backend, heatmaps.device, has_triton=False)
     if chosen == "reference":
-        return _reference.resized_argmax(heatmaps, sizes, bool(align_corners))
-    return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes, bool(align_corners))
+        return _reference.resized_argmax(heatmaps, sizes, align_corners)
+    return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes, align_corners)
 
 
 def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_peaks: bool = False,
@@ -83,6 +99,7 @@ def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_
         Tensor[N] bool (and the peaks when asked). A map with no boxes is a miss.
     """
     _checks.tensor(heatmaps, "heatmaps", dim=3)
+    return_peaks = _checks.flag(return_peaks, "return_peaks")
     n = heatmaps.shape[0]
     sizes = _sizes_tensor(image_sizes, "image_sizes", n, heatmaps.device)
     boxes, owner = _checks.gt_boxes_per_map(gt_boxes, n, heatmaps.device, "gt_boxes")
@@ -108,11 +125,13 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
         Tensor[N] bool (and the Tensor[N, 2] (row, col) peaks when return_peaks).
     """
     _checks.tensor(heatmaps, "heatmaps", dim=3)
+    return_peaks = _checks.flag(return_peaks, "return_peaks")
     n = heatmaps.shape[0]
     if isinstance(gt_masks, Tensor):
         _checks.tensor(gt_masks, "gt_masks", dtypes=None)
-        if gt_masks.dim() != 3 or gt_masks.shape[0] != n:
-            raise ValueError(f"gt_masks must have shape [N, H, W] with N = {n}, got {tuple(gt_masks.shape)}")
+        if gt_masks.dim() != 3 or gt_masks.shape[0] != n or (n and 0 in gt_masks.shape[1:]):
+            raise ValueError(f"gt_masks must have shape [N, H, W] with N = {n} and H, W > 0, got "
+                             f"{tuple(gt_masks.shape)}")
         peaks = resized_argmax(heatmaps, list(gt_masks.shape[1:]), align_corners=align_corners, backend=backend)
         m = gt_masks.to(heatmaps.device)
         hits = m[torch.arange(n, device=m.device), peaks[:, 0], peaks[:, 1]] != 0
@@ -123,6 +142,8 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
         raise ValueError(f"gt_masks must have one mask per heatmap ({n}), got {len(gt_masks)}")
     for i, m in enumerate(gt_masks):
         _checks.tensor(m, f"gt_masks[{i}]", dim=2, dtypes=None)
+        if 0 in m.shape:
+            raise ValueError(f"gt_masks[{i}] must have a non-empty size [H, W], got {tuple(m.shape)}")
     if n == 0:
         peaks = torch.empty((0, 2), dtype=torch.int64, device=heatmaps.device)
         hits = torch.empty((0,), dtype=torch.bool, device=heatmaps.device)

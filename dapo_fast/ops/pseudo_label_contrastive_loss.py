@@ -50,16 +50,17 @@ def _check_args(phrase, region, teacher_phrase, teacher_region, phrase_valid, re
     _checks.tensor(region_valid, "region_valid", dtypes=(torch.bool,), device=dev, shape=(b, k))
     if fn_mask is not None:
         _checks.tensor(fn_mask, "fn_mask", dtypes=(torch.bool,), device=dev, shape=(b, b, k))
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _checks.choice(mode, "mode", MODES)
     if mode != "none" and fn_mask is None:
         raise ValueError(f"fn_mask is required for mode {mode!r}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if not float(tau) > 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
-    if not float(teacher_tau) > 0:
-        raise ValueError(f"teacher_tau must be > 0, got {teacher_tau}")
+    _checks.choice(reduction, "reduction", REDUCTIONS)
+    temperatures = []
+    for value, name in ((tau, "tau"), (teacher_tau, "teacher_tau")):
+        value = _checks.real(value, name)
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+        temperatures.append(value)
+    return temperatures
 
 
 def pseudo_label_contrastive_loss(phrase: Tensor, region: Tensor, teacher_phrase: Tensor, teacher_region: Tensor,
@@ -86,9 +87,8 @@ def pseudo_label_contrastive_loss(phrase: Tensor, region: Tensor, teacher_phrase
         scalar Tensor (mean/sum) or Tensor[B, Q] (none) of phrase.dtype. Rows without a valid
         region give 0 loss and 0 gradient.
     """
-    _check_args(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask, tau,
-                teacher_tau, mode, reduction)
-    tau, teacher_tau = float(tau), float(teacher_tau)
+    tau, teacher_tau = _check_args(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask,
+                                   tau, teacher_tau, mode, reduction)
     chosen = _backend.resolve(backend, phrase.device)
     if chosen == "reference":
         return _reference.pseudo_label_contrastive_loss(phrase, region, teacher_phrase, teacher_region, phrase_valid,

@@ -41,7 +41,7 @@ def region_ambiguity(response: Tensor, masks: Tensor, mask_valid: Optional[Tenso
     masks = _checks.response_and_masks(response, masks)
     mask_valid = _checks.mask_valid_tensor(mask_valid, masks)
     variant = _checks.soft_iou_variant(variant)
-    eps = float(eps)
+    eps = _checks.soft_iou_eps(eps)
     chosen = _backend.resolve(backend, response.device)
     if chosen == "reference":
         return _reference.region_ambiguity(response, masks, mask_valid, variant, eps)

@@ -78,17 +78,18 @@ def _roi_align(input: Tensor, boxes: BoxesType, output_size, spatial_scale: floa
     rois = _checked_rois(boxes, input)
     _checks.tensor(rois, "boxes", dtypes=None, device=input.device)
     pooled_h, pooled_w = _checks.positive_pair(output_size, "output_size")
-    if not isinstance(sampling_ratio, int):
-        raise TypeError(f"sampling_ratio must be an int, got {sampling_ratio!r}")
-    spatial_scale = float(spatial_scale)
-    aligned = bool(aligned)
+    sampling_ratio = _checks.integer(sampling_ratio, "sampling_ratio", high=_reference.MAX_SAMPLING_RATIO)
+    spatial_scale = _checks.real(spatial_scale, "spatial_scale")
+    aligned = _checks.flag(aligned, "aligned")
+    keep_channels_last = _checks.flag(keep_channels_last, "keep_channels_last")
     if torch.is_autocast_enabled(input.device.type):
         with torch.autocast(input.device.type, enabled=False):
             out = _roi_align(input.to(_autocast_dtype(input)), rois.to(_autocast_dtype(rois)), output_size,
                              spatial_scale, sampling_ratio, aligned, backend, keep_channels_last)
         return out.to(input.dtype)
     _checks.same_dtype(input, "input", rois, "boxes")
-    keep_channels_last = bool(keep_channels_last)
+    _checks.allocatable((rois.shape[0], input.shape[1], pooled_h, pooled_w), input.dtype, input.device,
+                        "boxes, input and output_size")
 
     chosen = _backend.resolve(backend, input.device)
     if chosen == "reference":
@@ -116,8 +117,11 @@ def roi_align(input: Tensor, boxes: BoxesType, output_size: BroadcastingList2[in
         boxes: Tensor[K, 5] rows (batch_index, x1, y1, x2, y2), or a list of N Tensor[L_i, 4];
             same dtype as ``input`` (under autocast: see the module docstring).
         output_size: int or (height, width) of the pooled output, > 0.
-        spatial_scale: maps box coordinates to input coordinates (1/16 for a stride-16 map).
+        spatial_scale: maps box coordinates to input coordinates (1/16 for a stride-16 map); finite.
         sampling_ratio: samples per bin along each axis; <= 0 means ceil(bin size) (adaptive).
+            At most 46340: the sampling_ratio**2 samples of a bin are counted in a 32-bit int
+            (adaptive grids stop there too: bins over 46340 feature pixels differ from torchvision,
+            which overflows).
         aligned: shift boxes by -0.5 pixel (Detectron2's ROIAlignV2) for exact alignment.
         backend: "auto" | "cpu" | "cuda" | "triton" | "reference".
         keep_channels_last: for a channels_last input, return a channels_last output and give the
@@ -125,6 +129,12 @@ def roi_align(input: Tensor, boxes: BoxesType, output_size: BroadcastingList2[in
 
     Returns:
         Tensor[K, C, output_h, output_w] of ``input.dtype``, contiguous unless keep_channels_last.
+
+    NaN and Inf: a NaN or Inf pixel reaches every bin with a sample that reads it (with a zero
+    bilinear weight too, as in torchvision); samples outside the map read nothing (as in
+    torchvision's CUDA kernel; its CPU kernel reads pixel (0, 0) with weight 0 for them, so a NaN
+    there reaches every bin with such a sample). A box with a NaN coordinate, or of infinite size,
+    pools 0 (torchvision's result there is undefined).
     """
     if not torch.jit.is_scripting():
         return _roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned, backend,

@@ -43,14 +43,11 @@ def select_hard_negatives(queries: Tensor, text: Tensor, num: int = 4, uniquenes
     b, n, d = queries.shape
     _checks.tensor(text, "text", device=queries.device, shape=(b, d))
     _checks.same_dtype(queries, "queries", text, "text")
-    if not isinstance(num, int) or isinstance(num, bool):
-        raise TypeError(f"num must be an int, got {num!r}")
-    if num < 0:
-        raise ValueError(f"num must be >= 0, got {num}")
-    if uniqueness not in UNIQUENESS:
-        raise ValueError(f"uniqueness must be one of {UNIQUENESS}, got {uniqueness!r}")
+    num = _checks.integer(num, "num", low=0)
+    uniqueness = _checks.choice(uniqueness, "uniqueness", UNIQUENESS)
     if n == 0 and b > 1 and num > 0:
         raise ValueError("queries must hold at least one query per image (N > 0)")
+    _checks.allocatable((b, max(b - 1, 0), num), torch.int64, queries.device, "queries and num")
     queries, text = queries.detach(), text.detach()
     chosen = _backend.resolve(backend, queries.device)
     if chosen == "reference":

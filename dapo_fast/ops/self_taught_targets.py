@@ -50,13 +50,14 @@ def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.
         raise ValueError(f"scores must have shape [B, P, J] with boxes [B, J, 4] = {tuple(boxes.shape)}, "
                          f"got {tuple(scores.shape)}")
     w = _checks.box_weights(weights)
+    iou_threshold = _checks.real(iou_threshold, "iou_threshold")
+    score_gap = _checks.real(score_gap, "score_gap")
+    exclude_iou_one = _checks.flag(exclude_iou_one, "exclude_iou_one")
     chosen = _backend.resolve(backend, boxes.device, has_triton=False)
     boxes, scores = boxes.detach(), scores.detach().to(boxes.dtype)
     if chosen == "reference":
-        return _reference.self_taught_targets(boxes, scores, float(iou_threshold), float(score_gap), w,
-                                              bool(exclude_iou_one))
-    return torch.ops.dapo_fast.self_taught_targets(boxes, scores, float(iou_threshold), float(score_gap), w,
-                                                   bool(exclude_iou_one))
+        return _reference.self_taught_targets(boxes, scores, iou_threshold, score_gap, w, exclude_iou_one)
+    return torch.ops.dapo_fast.self_taught_targets(boxes, scores, iou_threshold, score_gap, w, exclude_iou_one)
 
 
 if _extension.HAS_C:

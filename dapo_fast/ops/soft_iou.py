@@ -24,7 +24,7 @@ def soft_iou(response: Tensor, masks: Tensor, variant: str = "iou", eps: float =
     """
     masks = _checks.response_and_masks(response, masks)
     variant = _checks.soft_iou_variant(variant)
-    eps = float(eps)
+    eps = _checks.soft_iou_eps(eps)
     chosen = _backend.resolve(backend, response.device, has_triton=False)
     if chosen == "reference":
         return _reference.soft_iou(response, masks, variant, eps)

@@ -32,9 +32,8 @@ def weighted_smooth_l1(input: Tensor, target: Tensor, weight: Tensor, beta: floa
     if weight.shape != input.shape:
         raise ValueError(f"weight must have input's shape {tuple(input.shape)} or {tuple(input.shape[:-1])}, "
                          f"got {tuple(weight.shape)}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {tuple(_REDUCTIONS)}, got {reduction!r}")
-    beta = float(beta)
+    reduction = _checks.choice(reduction, "reduction", tuple(_REDUCTIONS))
+    beta = _checks.real(beta, "beta")
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
     target = target.to(input.dtype)

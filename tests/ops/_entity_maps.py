@@ -29,3 +29,19 @@ def assert_matches(fn, reference, h, a, valid, **kwargs):
     got = fwd_bwd(fn, h, a, valid, **kwargs)
     for g, w in zip(got, want):
         torch.testing.assert_close(g.cpu(), w, rtol=1e-4, atol=1e-4)
+
+
+def assert_invalid_entities_take_no_part(fn, **kwargs):
+    """NaN and Inf in the maps of invalid entities change neither ``fn``'s loss nor its gradients:
+    the same as with any finite values there."""
+    h, a, valid = make(batch=3, entities=4, dtype=torch.float64)
+    valid[2] = torch.tensor([True, True, False, False])
+    want = fwd_bwd(fn, h, a, valid, **kwargs)
+    h_bad, a_bad = h.clone(), a.clone()
+    invalid = ~valid
+    h_bad[invalid] = float("nan")
+    a_bad[invalid] = float("inf")
+    a_bad[invalid, 0, 0] = -float("inf")
+    got = fwd_bwd(fn, h_bad, a_bad, valid, **kwargs)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.cpu(), w.cpu(), rtol=1e-6, atol=1e-6)

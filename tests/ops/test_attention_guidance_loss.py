@@ -6,7 +6,7 @@ import dapo_fast
 from dapo_fast.ops import attention_guidance_loss
 from dapo_fast.ops._reference import attention_guidance_loss as reference
 from tests._helpers import TOL, compiled_matches_eager, non_contiguous
-from tests.ops._entity_maps import assert_matches, fwd_bwd, make
+from tests.ops._entity_maps import assert_invalid_entities_take_no_part, assert_matches, fwd_bwd, make
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -159,3 +159,19 @@ class TestBadInputs:
         h, a, valid = make()
         with pytest.raises(RuntimeError, match="entity_valid must be a bool"):
             torch.ops.dapo_fast.attention_guidance_loss(h, a, valid.float())
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+def test_invalid_entities_take_no_part(backend):
+    """The reference used to keep its graph with ``0 * sum(maps)`` and the Triton kernels masked
+    by multiplying with the validity flag: a NaN or Inf in a padding entity made the loss NaN."""
+    assert_invalid_entities_take_no_part(attention_guidance_loss, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+def test_fewer_than_two_valid_entities_give_zero_gradient_whatever_the_maps(backend):
+    h, a, valid = make(batch=2, entities=3, dtype=torch.float64)
+    valid[:] = torch.tensor([[True, False, False], [False, False, False]])
+    h[0, 0, 1, 1], a[0, 0, 2, 2] = float("nan"), float("inf")
+    loss, grad_h, grad_a = fwd_bwd(attention_guidance_loss, h, a, valid, backend=backend)
+    assert (loss == 0).all() and (grad_h == 0).all() and (grad_a == 0).all()

@@ -223,3 +223,16 @@ def test_compile_fullgraph_regression_step():
     (got_grad,) = torch.autograd.grad(got, deltas)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(got_grad, want_grad)
+
+
+def test_nan_delta_stays_nan_through_the_clamp():
+    """torch.clamp lets NaN through; the kernels' min() replaced a NaN dw/dh by scale_clamp."""
+    deltas = torch.tensor([[0.1, 0.2, float("nan"), 0.3], [0.1, 0.2, 0.3, float("nan")]], dtype=torch.float64,
+                          requires_grad=True)
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 6.0], [1.0, 1.0, 3.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    got = box_decode(deltas, boxes, backend="cpu")
+    want = box_decode(deltas, boxes, backend="reference")
+    torch.testing.assert_close(got, want, equal_nan=True)
+    assert torch.isnan(got[0, [0, 2]]).all() and torch.isnan(got[1, [1, 3]]).all()
+    grads = [torch.autograd.grad(out.nansum(), (deltas, boxes)) for out in (got, want)]
+    torch.testing.assert_close(grads[0], grads[1], equal_nan=True)

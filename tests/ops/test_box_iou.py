@@ -170,3 +170,27 @@ def test_cuda_matches_torchvision(seed):
     got = box_iou(a.cuda(), b.cuda())
     for i in range(2):
         torch.testing.assert_close(got[i].cpu(), torchvision.ops.box_iou(a[i], b[i]), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_cpu_backend_gives_the_gradient(seed, batched):
+    """backend="cpu" with inputs that require grad used to return a result whose backward left
+    .grad None (the kernel had no autograd); its gradient is the reference's."""
+    shape_a, shape_b = ((3, 5), (3, 4)) if batched else ((5,), (4,))
+    a = random_boxes(*shape_a, dtype=torch.float64).requires_grad_()
+    b = random_boxes(*shape_b, dtype=torch.float64).requires_grad_()
+    b.data[..., 0, :] = a.data[..., 0, :]  # identical boxes: ties in the max/min of the corners
+    weights = torch.randn(box_iou(a, b).shape, dtype=torch.float64)
+    grads = {}
+    for backend in ("cpu", "reference"):
+        out = box_iou(a, b, backend=backend)
+        assert out.requires_grad
+        grads[backend] = torch.autograd.grad((out * weights).sum(), (a, b))
+    torch.testing.assert_close(grads["cpu"], grads["reference"], **TOL[torch.float64])
+    assert torch.autograd.gradcheck(lambda x, y: box_iou(x, y, backend="cpu"), (a, b))
+
+
+@pytest.mark.parametrize("threshold", [None, "0.5", torch.tensor(0.5), float("nan")])
+def test_box_accuracy_threshold_must_be_a_number(threshold):
+    with pytest.raises((TypeError, ValueError), match="threshold"):
+        box_accuracy(torch.zeros(1, 4), [torch.zeros(1, 4)], threshold)

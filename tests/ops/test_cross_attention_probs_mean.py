@@ -245,3 +245,47 @@ def test_compile_fullgraph_layer_mean(seed):
     (got,), grads = compiled_matches_eager(layer_mean, q1, k1, q2.requires_grad_(), k2.requires_grad_())
     torch.testing.assert_close(got, 0.5 * (reference(q1, k1, 0.3) + reference(q2, k2, 0.3)), **TOL[torch.float32])
     assert len(grads) == 2 and all(g.abs().sum() > 0 for g in grads)
+
+
+class TestOutArgument:
+    """``out`` is refused where torch refuses ``out.add_(result)``, and the kernel's in-place
+    accumulation is never used where autograd must record the addition."""
+
+    @pytest.mark.parametrize("backend", ["cpu", "reference"])
+    def test_expanded_out(self, backend):
+        q, k = make(rows=5, keys=4)
+        out = torch.zeros(1, 1, 1).expand(2, 5, 4)
+        with pytest.raises(ValueError, match="out must not be an expanded tensor"):
+            cross_attention_probs_mean(q, k, 0.3, out, backend=backend)
+
+    @pytest.mark.parametrize("backend", ["cpu", "reference"])
+    def test_out_sharing_memory_with_an_input(self, backend):
+        q, k = make(rows=5, keys=4)
+        with pytest.raises(ValueError, match="out must not share memory with q"):
+            cross_attention_probs_mean(q, k, 0.3, q.view(-1)[:40].view(2, 5, 4), backend=backend)
+        buffer = torch.zeros(40)
+        with pytest.raises(ValueError, match="out must not share memory with key_bias"):
+            cross_attention_probs_mean(q, k, 0.3, buffer.view(2, 5, 4), key_bias=buffer[:8].view(2, 4), backend=backend)
+
+    @pytest.mark.parametrize("backend", ["cpu", "reference"])
+    def test_out_leaf_that_requires_grad(self, backend):
+        q, k = make(rows=5, keys=4)
+        with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+            cross_attention_probs_mean(q, k, 0.3, torch.zeros(2, 5, 4, requires_grad=True), backend=backend)
+
+    @pytest.mark.parametrize("backend", ["cpu", "reference"])
+    def test_out_that_requires_grad_records_the_addition(self, backend):
+        q, k = make(rows=5, keys=4)
+        source = torch.randn(2, 5, 4, requires_grad=True)
+        out = cross_attention_probs_mean(q, k, 0.3, source * 2, backend=backend)
+        (grad,) = torch.autograd.grad(out.sum(), source)
+        torch.testing.assert_close(grad, torch.full_like(source, 2.0))
+
+    @pytest.mark.parametrize("name, value", [("scale", None), ("scale", torch.tensor(0.3)), ("weight", "1"),
+                                             ("weight", float("nan"))])
+    def test_scalar_arguments(self, name, value):
+        q, k = make(rows=5, keys=4)
+        args = dict(scale=0.3, weight=1.0)
+        args[name] = value
+        with pytest.raises((TypeError, ValueError), match=name):
+            cross_attention_probs_mean(q, k, **args)

@@ -6,7 +6,7 @@ import dapo_fast
 from dapo_fast.ops import diffusion_guided_loss
 from dapo_fast.ops._reference.diffusion_guided_loss import diffusion_guided_loss as reference
 from tests._helpers import TOL, compiled_matches_eager, non_contiguous
-from tests.ops._entity_maps import assert_matches, fwd_bwd, make
+from tests.ops._entity_maps import assert_invalid_entities_take_no_part, assert_matches, fwd_bwd, make
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -118,3 +118,10 @@ class TestBadInputs:
         h, a, valid = make()
         with pytest.raises(RuntimeError, match="grad must have shape"):
             torch.ops.dapo_fast.diffusion_guided_loss_backward(torch.ones(7), h, a, valid)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+def test_invalid_entities_take_no_part(backend):
+    """The reference and the Triton kernel used to mask by multiplying with the validity flag: a
+    NaN or Inf in a padding entity made the loss NaN."""
+    assert_invalid_entities_take_no_part(per_sample, backend=backend)

@@ -228,3 +228,30 @@ def test_cuda_matches_reference(seed):
     # protocol="wwbl": boxed on the host (torch's CPU sort orders its NMS), returned on the device
     got = heatmap_to_box(maps.cuda(), protocol="wwbl")
     assert got.is_cuda and torch.equal(got.cpu(), reference(maps, protocol="wwbl"))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_not_differentiable_and_says_so(backend):
+    """The box is piecewise constant in the heat: the result never requires grad (the C++ op used to
+    return a tensor that required grad and whose backward gave no gradient)."""
+    maps = torch.rand(2, 5, 6, requires_grad=True)
+    assert not heatmap_to_box(maps, backend=backend).requires_grad
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_non_finite_map_gives_a_nan_box(backend):
+    # the reference used to fail (min() of an empty sequence) on a map with +Inf, the kernel
+    # returned a box for one with -Inf
+    maps = torch.rand(3, 5, 6, dtype=torch.float64)
+    maps[0, 2, 3], maps[1, 0, 0] = float("inf"), -float("inf")
+    out = heatmap_to_box(maps, 0.0, 1.0, backend=backend)
+    assert torch.isnan(out[:2]).all() and torch.isfinite(out[2]).all()
+
+
+@pytest.mark.parametrize("name, value", [("rel_threshold", None), ("conf_threshold", "0.5"), ("tozero", "no"),
+                                         ("rel_threshold", float("nan"))])
+def test_scalar_arguments_are_checked(name, value):
+    args = dict(rel_threshold=0.5, conf_threshold=0.5, tozero=False)
+    args[name] = value
+    with pytest.raises((TypeError, ValueError), match=name):
+        heatmap_to_box(torch.rand(2, 4, 4), **args)

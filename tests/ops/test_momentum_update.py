@@ -117,3 +117,52 @@ def test_gpu_backends(seed, backend):
         torch.testing.assert_close(got.cpu(), w, **TOL[torch.float32])
     if backend == "cuda":
         torch.library.opcheck(torch.ops.dapo_fast.momentum_update_.default, (gpu_t[:3], gpu_s[:3], 0.9))
+
+
+def test_reference_reads_each_pair_before_writing_it():
+    """A student that is its teacher (or overlaps it) leaves the teacher as the EMA of the old
+    values: the reference used to scale the teacher in place before reading the student."""
+    base = torch.randn(10, dtype=torch.float64)
+    teacher = base.clone()
+    reference([teacher], [teacher], 0.9)
+    torch.testing.assert_close(teacher, base, **TOL[torch.float64])
+    buffer = base.clone()
+    reference([buffer[2:8]], [buffer[:6]], 0.5)  # overlapping views of one buffer
+    torch.testing.assert_close(buffer[2:8], 0.5 * base[2:8] + 0.5 * base[:6], **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+def test_overlapping_tensors_are_refused(backend):
+    """The kernels read a student while writing its teacher (through __restrict pointers in C++):
+    a teacher that shares memory with any other tensor of the call, or is expanded, is refused."""
+    a, b = torch.randn(6), torch.randn(6)
+    buffer = torch.randn(20)
+    with pytest.raises(ValueError, match=r"student\[0\] shares memory with teacher\[0\]|teacher\[0\] shares"):
+        momentum_update_([a], [a], 0.9, backend=backend)
+    with pytest.raises(ValueError, match=r"teacher\[1\] shares memory with teacher\[0\]|teacher\[0\] shares"):
+        momentum_update_([a, a], [b, b], 0.9, backend=backend)
+    with pytest.raises(ValueError, match="shares memory"):
+        momentum_update_([buffer[:10]], [buffer[5:15]], 0.9, backend=backend)
+    with pytest.raises(ValueError, match=r"teacher\[0\] must not be an expanded tensor"):
+        momentum_update_([torch.zeros(1).expand(6)], [b], 0.9, backend=backend)
+    students = torch.randn(12)  # students may share memory with each other: they are only read
+    momentum_update_([buffer[:10], buffer[10:]], [students[:10], students[2:]], 0.9, backend=backend)
+    if backend == "cpu":  # the C++ op checks by itself
+        with pytest.raises(RuntimeError, match=r"student\[0\] shares memory with teacher\[0\]"):
+            torch.ops.dapo_fast.momentum_update_([a], [a], 0.9)
+
+
+@pytest.mark.triton
+def test_triton_float64_is_computed_in_float64(seed):
+    # the Triton kernel used to compute every dtype in float32 (float64 results off by ~1e-8)
+    teacher, student = [torch.randn(1000, dtype=torch.float64)], [torch.randn(1000, dtype=torch.float64)]
+    want = [t.clone() for t in teacher]
+    reference(want, student, 0.99)
+    momentum_update_(teacher, student, 0.99, backend="triton")
+    torch.testing.assert_close(teacher, want, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("momentum", [None, "0.9", True, torch.tensor(0.9), float("nan")])
+def test_momentum_must_be_a_number(momentum):
+    with pytest.raises((TypeError, ValueError), match="momentum"):
+        momentum_update_([torch.zeros(2)], [torch.zeros(2)], momentum)

@@ -274,7 +274,7 @@ def test_pointing_game_masks_resize_rules(backend):
 
 
 def test_empty_batch():
-    assert pointing_game(torch.rand(0, 4, 4), [], torch.empty(0, 2)).shape == (0,)
+    assert pointing_game(torch.rand(0, 4, 4), [], torch.empty(0, 2, dtype=torch.int64)).shape == (0,)
     assert pointing_game_masks(torch.rand(0, 4, 4), []).shape == (0,)
     assert resized_argmax(torch.rand(0, 4, 4), torch.empty(0, 2, dtype=torch.int64)).shape == (0, 2)
 
@@ -297,8 +297,10 @@ def test_bad_inputs():
         pointing_game(torch.rand(2, 4, 4), [torch.zeros(1, 4), torch.zeros(1, 5)], torch.tensor([[4, 4]] * 2))
     with pytest.raises(ValueError, match="gt_masks"):
         pointing_game_masks(torch.rand(2, 4, 4), torch.zeros(3, 4, 4))
-    with pytest.raises(RuntimeError, match="sizes must be positive"):
+    with pytest.raises(ValueError, match=r"sizes\[0\]\[0\] must be in \[1, "):
         resized_argmax(torch.rand(1, 4, 4), [0, 4])
+    with pytest.raises(ValueError, match="sizes must be positive, at most"):
+        resized_argmax(torch.rand(1, 4, 4), torch.tensor([[4, -1]]))
     with pytest.raises(RuntimeError, match="sizes"):
         torch.ops.dapo_fast.resized_argmax(torch.rand(2, 4, 4), torch.ones(3, 2, dtype=torch.long))
 

@@ -103,3 +103,19 @@ def test_cuda_matches_reference(seed, mask_kind):
     torch.testing.assert_close(got[1].cpu(), want[1], **TOL[torch.float32])
     torch.library.opcheck(torch.ops.dapo_fast.proposal_alignment.default,
                           (response.cuda().requires_grad_(), masks.cuda(), valid.cuda()))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_response_propagates(seed, value):
+    """The score is max(response * mask) over every pixel, as the formula: a NaN (or an Inf on a
+    pixel outside the mask, Inf * 0) makes it NaN and its first NaN pixel gets the gradient, as
+    torch.max. The kernel used to skip NaN products, hiding a diverging response map."""
+    response, masks, valid = make(mask_kind="float", dtype=torch.float64)
+    response[0, 1, 2, 3] = value
+    response[2, 0, 0, 0] = value
+    want = fwd_bwd(ref.proposal_alignment, response, masks, valid)
+    got = fwd_bwd(proposal_alignment, response, masks, valid, backend="cpu")
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, equal_nan=True, **TOL[torch.float64])
+    if value != value:  # every valid mask of that map scores NaN, every invalid one 0
+        assert torch.isnan(got[0][0, 1][valid[0]]).all() and (got[0][0, 1][~valid[0]] == 0).all()

@@ -359,3 +359,59 @@ def test_gpu_backends(seed, backend):
         from dapo_fast.ops._triton.pseudo_label_contrastive_loss import pseudo_label_contrastive_loss_triton
 
         torch.library.opcheck(pseudo_label_contrastive_loss_triton, (gpu[0].requires_grad_(), *gpu[1:], 0.5, 0.3, "fnc"))
+
+
+BACKENDS = ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_nan_in_invalid_phrases_and_regions_takes_no_part(seed, backend, mode):
+    """NaN or Inf in the features of invalid phrases or regions change neither the loss nor the
+    gradients (the reference used to multiply them by 0 in its products and gradients)."""
+    args = make(b=3, q=3, k=4, d=5, dtype=torch.float64)
+    phrase_valid, region_valid = args[4], args[5]
+    phrase_valid[:, 0], region_valid[:, 0] = False, False
+    phrase_valid[:, 1], region_valid[:, 1] = True, True
+    want = run(pseudo_label_contrastive_loss, args, 0.5, 0.3, mode, "none", backend=backend)
+    bad = [t.clone() for t in args]
+    for i, valid in ((0, phrase_valid), (1, region_valid), (2, phrase_valid), (3, region_valid)):
+        bad[i][~valid] = float("nan")
+        bad[i][~valid, 0] = float("inf")
+    got = run(pseudo_label_contrastive_loss, bad, 0.5, 0.3, mode, "none", backend=backend)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("where", ["teacher_phrase", "teacher_region", "phrase", "region"])
+def test_nan_in_a_valid_input_gives_nan_loss_and_gradient(backend, where):
+    """A diverging teacher is not hidden: the kernels used to give loss 0 and gradient 0 for a
+    phrase whose pseudo-labels were NaN."""
+    args = make(b=2, q=2, k=3, d=4, dtype=torch.float64)
+    args[4][:], args[5][:] = True, True
+    index = {"phrase": 0, "region": 1, "teacher_phrase": 2, "teacher_region": 3}[where]
+    args[index][0, 0, 0] = float("nan")
+    loss, grad_phrase, grad_region = run(pseudo_label_contrastive_loss, args, 1.0, 1.0, "none", "none",
+                                         backend=backend)
+    want = run(reference, args, 1.0, 1.0, "none", "none")
+    assert torch.isnan(loss).any()
+    for g, w in zip((loss, grad_phrase, grad_region), want):  # (Triton computes in float32)
+        torch.testing.assert_close(g, w, equal_nan=True, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_invalid_phrases_and_regions_get_zero_gradient_beside_a_non_finite_valid_one(backend, value):
+    """An invalid phrase or region takes no part, so its gradient is 0 even when a valid feature on
+    the other side is NaN or Inf (the kernels' products gave it 0 * Inf = NaN); valid ones follow
+    the reference."""
+    args = make(b=2, q=3, k=3, d=4, dtype=torch.float64)
+    args[4][:], args[5][:] = True, True
+    args[4][1, 2], args[5][0, 1] = False, False
+    args[0][0, 0, 1] = args[1][1, 0, 2] = value
+    got = run(pseudo_label_contrastive_loss, args, 0.5, 0.3, "fnc", "sum", backend=backend)
+    want = run(reference, args, 0.5, 0.3, "fnc", "sum")
+    assert (got[1][1, 2] == 0).all() and (got[2][0, 1] == 0).all()
+    for g, w in zip(got, want):  # (Triton computes in float32)
+        torch.testing.assert_close(g, w, equal_nan=True, rtol=1e-5, atol=1e-5)

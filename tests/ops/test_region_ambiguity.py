@@ -158,3 +158,51 @@ def test_gpu_backends(seed, backend):
     op = (torch.ops.dapo_fast.region_ambiguity.default if backend == "cuda"
           else torch.ops.dapo_fast.region_ambiguity_triton.default)
     torch.library.opcheck(op, (response.cuda().requires_grad_(), masks.cuda(), valid.cuda(), "iou", 1e-5, True))
+
+
+NON_FINITE_BACKENDS = ["cpu", pytest.param("triton", marks=pytest.mark.triton)]
+
+
+@pytest.mark.parametrize("backend", NON_FINITE_BACKENDS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_response_propagates(seed, backend, value):
+    """A NaN alignment score wins the foreground (torch.argmax's rule) and the ambiguity is NaN,
+    as in the reference; the kernels used to skip NaN scores."""
+    response, masks, valid = make(mask_kind="float", dtype=torch.float64)
+    valid[:, 0] = True
+    response[0, 1, 2, 3] = value
+    want = fwd_bwd(ref.region_ambiguity, response, masks, valid, "iou")
+    got = fwd_bwd(region_ambiguity, response, masks, valid, "iou", backend=backend)
+    tol = TOL[torch.float32 if backend == "triton" else torch.float64]  # Triton accumulates in float32
+    torch.testing.assert_close(got[0], want[0], equal_nan=True, **tol)
+    assert torch.equal(got[1], want[1])
+    torch.testing.assert_close(got[2], want[2], equal_nan=True, **tol)
+    assert torch.isnan(got[0][0, 1])
+
+
+@pytest.mark.parametrize("backend", ["reference"] + NON_FINITE_BACKENDS)
+def test_inf_in_one_mask_reaches_only_the_side_that_holds_it(backend):
+    """The foreground is one mask and the background the union of the others: an -Inf in a
+    background mask loses to the others' values, and does not make the foreground NaN (the
+    reference picked masks by multiplying with 0/1: 0 * Inf = NaN)."""
+    response = torch.tensor([[[[0.25, 0.5]]]], dtype=torch.float64)
+    masks = torch.tensor([[[[0.9, 0.9]], [[0.3, 0.2]], [[0.4, -float("inf")]]]], dtype=torch.float64)
+    valid = torch.tensor([[True, False, True]])
+    amb, fg = region_ambiguity(response, masks, valid, "iou", backend=backend)
+    assert fg.tolist() == [[0]] and torch.isfinite(amb).all()
+    # the background is max(0, 0.4) and max(0, -inf) = 0 per pixel: mask 2 with its -inf clamped to 0
+    clamped = masks.clone()
+    clamped[0, 2, 0, 1] = 0.0
+    want, _ = region_ambiguity(response, clamped, valid, "iou", backend="reference")
+    torch.testing.assert_close(amb, want, **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("backend", ["reference"] + NON_FINITE_BACKENDS)
+def test_invalid_proposal_is_never_the_foreground_even_beside_minus_inf_scores(backend):
+    """Every valid score is -inf (a -inf response): the first valid proposal is the foreground,
+    never an invalid one (the reference ranked invalid proposals as -inf too and picked one)."""
+    response = torch.full((1, 1, 1, 1), -float("inf"), dtype=torch.float64)
+    masks = torch.tensor([[[[0.5]], [[0.4]], [[0.7]]]], dtype=torch.float64)
+    valid = torch.tensor([[False, True, True]])
+    _, fg = region_ambiguity(response, masks, valid, "iou", backend=backend)
+    assert fg.tolist() == [[1]]

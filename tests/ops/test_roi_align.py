@@ -585,3 +585,104 @@ def test_build_info():
     assert isinstance(info["cuda"], bool) and isinstance(info["num_threads"], int) and info["num_threads"] >= 1
     assert info["openmp"] is True
     assert info["cpu_vector_isa"] in ("x86-64-v4 (avx512)", "x86-64-v3 (avx2+fma)", "x86-64 (sse2)", "neon", "scalar")
+
+
+class TestScalarArguments:
+    """Scalars the kernels would misread are refused, naming the argument."""
+
+    @pytest.mark.parametrize("ratio", [2**32 + 3, -2**31 - 1, 46341])
+    def test_sampling_ratio_beyond_the_kernel_int(self, ratio):
+        # 2**32 + 3 used to pool as sampling_ratio=3, -2**31 - 1 as 2**31 - 1 samples per axis (a hang)
+        with pytest.raises(ValueError, match="sampling_ratio"):
+            roi_align(torch.randn(1, 2, 4, 4), torch.zeros(1, 5), 2, 1.0, ratio)
+
+    @pytest.mark.parametrize("name, value", [("output_size", 2.5), ("output_size", (2, None)), ("output_size", True),
+                                             ("spatial_scale", None), ("spatial_scale", torch.tensor(0.5)),
+                                             ("sampling_ratio", 2.0), ("aligned", "no"), ("aligned", 1)])
+    def test_wrong_types(self, name, value):
+        args = dict(output_size=2, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        args[name] = value
+        with pytest.raises(TypeError, match=name):
+            roi_align(torch.randn(1, 2, 4, 4), torch.zeros(1, 5), **args)
+
+    @pytest.mark.parametrize("scale", [float("nan"), float("inf")])
+    def test_non_finite_spatial_scale(self, scale):
+        with pytest.raises(ValueError, match="spatial_scale"):
+            roi_align(torch.randn(1, 2, 4, 4), torch.zeros(1, 5), 2, scale)
+
+    def test_absurd_output_size_refused_before_allocation(self):
+        with pytest.raises(ValueError, match="output_size give an output of shape .* GiB"):
+            roi_align(torch.randn(1, 2, 4, 4), torch.zeros(3, 5), 10**9)
+        with pytest.raises(ValueError, match=r"output_size\[0\]"):
+            roi_align(torch.randn(1, 2, 4, 4), torch.zeros(3, 5), (2**31, 1))
+        assert roi_align(torch.randn(1, 2, 4, 4), torch.zeros(0, 5), 10**9).shape == (0, 2, 10**9, 10**9)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_pixel_reaches_only_the_bins_that_read_it(value):
+    """A sample reads its four taps (a zero bilinear weight included, as in torchvision); a sample
+    outside the map reads nothing (as in torchvision's CUDA kernel; its CPU kernel reads pixel
+    (0, 0) with weight 0 there). The reference used to do the latter, so a NaN or Inf at pixel
+    (0, 0) leaked into every bin with a sample outside the map."""
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64)
+    x[0, 0, 0, 0] = value
+    outside, inside, straddling = [0, 9.0, 9.0, 14.0, 12.0], [0, 2.0, 1.0, 4.5, 3.5], [0, -8.0, -8.0, 3.0, 3.0]
+    rois = torch.tensor([outside, inside, straddling], dtype=torch.float64)
+    for aligned in (False, True):
+        for ratio in (-1, 2):
+            got = roi_align(x, rois, (3, 2), 1.0, ratio, aligned, backend="cpu")
+            want = roi_align(x, rois, (3, 2), 1.0, ratio, aligned, backend="reference")
+            torch.testing.assert_close(got, want, equal_nan=True, **TOL[torch.float64])
+            assert torch.equal(got[0], torch.zeros_like(got[0]))
+            torch.testing.assert_close(got[1], torchvision.ops.roi_align(x, rois[1:2], (3, 2), 1.0, ratio, aligned)[0],
+                                       **TOL[torch.float64])
+            assert torch.isfinite(got[2, :, :2]).all()  # the bins whose samples are all outside the map
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+def test_infinite_box_with_adaptive_sampling_pools_zero(backend):
+    # the reference used to raise OverflowError (an infinite grid), the kernel looped over 2**30
+    # samples per bin and axis (seconds per box), Triton cast an infinite ceil to int32
+    x = torch.randn(1, 2, 6, 7)
+    for box in ([0, 1, 1, float("inf"), 3], [0, -float("inf"), 1, 3, 3], [0, 1, -float("inf"), 3, 5]):
+        out = roi_align(x, torch.tensor([box]), 3, 0.5, 0, False, backend=backend)
+        assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_adaptive_grid_is_capped_like_sampling_ratio():
+    """A bin wider than 46340 feature pixels samples 46340 times along that axis (the kernel
+    used to count ceil(bin) samples, up to 2**30, in a 32-bit int)."""
+    x = torch.randn(1, 2, 6, 7, dtype=torch.float64)
+    rois = torch.tensor([[0, -1e6, 2.0, 1e6, 2.5]], dtype=torch.float64)  # 2e6 px wide, under a pixel high
+    got = roi_align(x, rois, 1, 1.0, 0, False, backend="cpu")
+    want = roi_align(x, rois, 1, 1.0, 0, False, backend="reference")
+    torch.testing.assert_close(got, want, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+@pytest.mark.parametrize("value", [float("inf"), -float("inf")])
+def test_inf_pixel_read_with_zero_weight_gives_nan_as_torchvision(backend, value):
+    """Each sample multiplies its four taps: on the last row (both row taps are that row, the
+    second with weight 0) or on a sample that falls on a pixel, an Inf pixel makes the bin NaN,
+    as in torchvision. The CPU kernel summed a pixel's weights over the samples first (0 + w),
+    which gave +-Inf instead."""
+    x = torch.randn(1, 2, 1, 5, dtype=torch.float64)
+    x[0, 0, 0, 2] = value
+    rois = torch.tensor([[0, 0.0, 0.0, 4.0, 1.0], [0, 2.2, 0.0, 3.9, 1.0], [0, 3.0, 0.0, 4.0, 1.0]],
+                        dtype=torch.float64)
+    for aligned in (False, True):
+        got = roi_align(x, rois, (1, 2), 1.0, 2, aligned, backend=backend)
+        want = torchvision.ops.roi_align(x, rois, (1, 2), 1.0, 2, aligned)
+        torch.testing.assert_close(got, want, equal_nan=True, **TOL[torch.float64])
+        assert torch.isnan(got[0, 0]).any() and torch.isfinite(got[:, 1]).all()
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)])
+def test_nan_box_size_is_not_forced_to_one_pixel(backend):
+    """aligned=False makes a RoI at least 1x1 (torchvision's max(size, 1)), but a NaN size stays
+    NaN and the RoI samples nothing; the kernels' max() made it one pixel and pooled a value."""
+    x = torch.randn(1, 2, 4, 5)
+    rois = torch.tensor([[0, 1.0, 1.0, float("nan"), 2.0], [0, 1.0, 1.0, 2.0, float("nan")]])
+    for ratio in (2, 0):
+        out = roi_align(x, rois, 2, 1.0, ratio, False, backend=backend)
+        assert torch.equal(out, torch.zeros_like(out))

@@ -107,3 +107,21 @@ def test_gpu_backends(seed, backend):
     op = (torch.ops.dapo_fast.select_hard_negatives.default if backend == "cuda"
           else torch.ops.dapo_fast.select_hard_negatives_triton.default)
     torch.library.opcheck(op, (q.cuda(), t.cuda(), 4, "paper"))
+
+
+@pytest.mark.parametrize("uniqueness", ["pairwise", "paper"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_features_pick_as_the_reference(seed, uniqueness, value):
+    """NaN and Inf follow the reference's torch ops: min/max propagate NaN (a group holding one
+    normalises to all 1) and the argmax takes the first NaN score. The kernels used to skip NaN
+    in their comparisons and picked other queries."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(4):
+        q, t = torch.randn(4, 5, 6, generator=g, dtype=torch.float64), torch.randn(4, 6, generator=g,
+                                                                                     dtype=torch.float64)
+        flat = q.view(-1)
+        flat[torch.randint(0, flat.numel(), (2,), generator=g)] = value
+        if value != value:
+            t[1, 2] = value
+        got = select_hard_negatives(q, t, 3, uniqueness, backend="cpu")
+        assert torch.equal(got, reference(q, t, 3, uniqueness))

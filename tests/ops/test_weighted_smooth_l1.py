@@ -84,3 +84,39 @@ def test_cuda_matches_reference(seed, reduction):
     torch.testing.assert_close(got.cpu(), want, **TOL[torch.float32])
     torch.testing.assert_close(torch.autograd.grad(got.sum(), xc)[0].cpu(), torch.autograd.grad(want.sum(), x)[0],
                                **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.0])
+def test_reference_gradient_at_non_finite_inputs_is_torchs(beta):
+    """The reference used to write smooth-L1 with torch.where, whose masked branch turned an Inf
+    difference into a NaN gradient (inf * 0); it is torch's smooth_l1_loss, gradients included."""
+    from dapo_fast.ops._reference.weighted_smooth_l1 import weighted_smooth_l1 as reference
+
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.5, 3.0], dtype=torch.float64, requires_grad=True)
+    y, w = torch.zeros(5, dtype=torch.float64), torch.full((5,), 2.0, dtype=torch.float64)
+    (got,) = torch.autograd.grad(reference(x, y, w, beta, "sum"), x)
+    xt = x.detach().clone().requires_grad_()
+    (want,) = torch.autograd.grad((w * F.smooth_l1_loss(xt, y, reduction="none", beta=beta)).sum(), xt)
+    torch.testing.assert_close(got, want, equal_nan=True)
+    assert got[1] == 2.0 and got[2] == -2.0
+
+
+@pytest.mark.parametrize("name, value", [("beta", None), ("beta", torch.tensor(1.0)), ("beta", float("inf")),
+                                         ("reduction", ["sum"]), ("reduction", None)])
+def test_scalar_arguments_are_checked(name, value):
+    args = dict(beta=1.0, reduction="sum")
+    args[name] = value
+    with pytest.raises((TypeError, ValueError), match=name):
+        weighted_smooth_l1(torch.zeros(2, 4), torch.zeros(2, 4), torch.ones(2), **args)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.0])
+def test_nan_difference_gives_torchs_gradient(beta):
+    """NaN in, NaN out for beta > 0 (smooth_l1_loss's backward), 0 for beta == 0 (l1_loss's,
+    through sign); the kernel gave 0 for both."""
+    x = torch.tensor([[float("nan"), 0.5, 3.0, float("inf")]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[0.0, 0.0, float("nan"), 0.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.ones(1, dtype=torch.float64)
+    grads = [torch.autograd.grad(weighted_smooth_l1(x, y, w, beta, "sum", backend=backend), (x, y))
+             for backend in ("cpu", "reference")]
+    torch.testing.assert_close(grads[0], grads[1], equal_nan=True)

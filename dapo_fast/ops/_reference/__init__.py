@@ -9,3 +9,10 @@ import torch
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype a reference computes in: float32 for half/bfloat16 inputs, the input's otherwise."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def graph_zero(*tensors: torch.Tensor) -> torch.Tensor:
+    """A scalar 0 attached to the autograd graph of ``tensors`` (zero gradient), for a result that
+    does not depend on them. The sum of an empty slice: unlike ``0 * t.sum()``, a NaN or Inf in
+    ``t`` cannot turn it into NaN."""
+    return sum(t.reshape(-1)[:0].sum() for t in tensors)

@@ -4,18 +4,19 @@ Computed in float32 for half/bfloat16 inputs.
 """
 import torch
 
-from dapo_fast.ops._reference import compute_dtype
+from dapo_fast.ops._reference import compute_dtype, graph_zero
 
 
 def attention_guidance_loss(heatmaps: torch.Tensor, attn: torch.Tensor, entity_valid: torch.Tensor) -> torch.Tensor:
     """[B]: 1/|P| sum_{(i, j) in P} (||h_i - a_i||_F^2 - ||a_i - a_j||_F^2), P = ordered pairs
-    of distinct valid entities; 0 when a sample has fewer than two valid entities."""
+    of distinct valid entities; 0 when a sample has fewer than two valid entities. The maps of
+    invalid entities take no part (a NaN there does not reach the loss)."""
     compute = compute_dtype(heatmaps.dtype)
     h, a = heatmaps.to(compute), attn.to(compute)
     batch, entities = h.shape[0], h.shape[1]
     losses = []
     for b in range(batch):
-        total = (h[b].sum() + a[b].sum()) * 0  # keeps the graph (zero gradient) without pairs
+        total = graph_zero(h[b], a[b])  # keeps the graph (zero gradient) without pairs
         pairs = 0
         for i in range(entities):
             for j in range(entities):
@@ -25,7 +26,7 @@ def attention_guidance_loss(heatmaps: torch.Tensor, attn: torch.Tensor, entity_v
                 pairs += 1
         losses.append(total / pairs if pairs > 0 else total)
     if batch == 0:
-        return (h.sum((1, 2, 3)) + a.sum((1, 2, 3))).to(heatmaps.dtype)
+        return (h.sum((1, 2, 3)) + a.sum((1, 2, 3))).to(heatmaps.dtype)  # [0], attached to the graph
     return torch.stack(losses).to(heatmaps.dtype)
 
 

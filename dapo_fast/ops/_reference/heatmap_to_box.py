@@ -25,6 +25,8 @@ def heatmap_to_box_one(heat: np.ndarray, rel_threshold: float = 0.5, conf_thresh
     import cv2
 
     heat = heat.astype(np.float64)
+    if not np.isfinite(heat).all():  # no peak to normalise by: the box is undefined
+        return [float("nan")] * 4
     lo, hi = heat.min(), heat.max()
     norm = (heat - lo) / (hi - lo) if hi > lo else np.ones_like(heat)  # flat map: every pixel is the peak
     keep = norm >= rel_threshold

@@ -9,8 +9,11 @@ import torch
 
 @torch.no_grad()
 def momentum_update_(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], momentum: float) -> None:
+    """Pairs in order; each new teacher is computed from the old values before it is written, so
+    a student that shares memory with its teacher (or the teacher itself) reads the values as they
+    were before this pair's update."""
     for t, s in zip(teacher, student):
-        t.mul_(momentum).add_(s, alpha=1.0 - momentum)
+        t.copy_(t * momentum + s * (1.0 - momentum))
 
 
 @torch.no_grad()

@@ -12,8 +12,9 @@ from dapo_fast.ops._reference import compute_dtype
 
 
 def valid_masks(masks: Tensor, mask_valid: Tensor, dtype: torch.dtype) -> Tensor:
-    """masks in ``dtype`` with the invalid ones zeroed."""
-    return masks.to(dtype) * mask_valid.to(dtype)[:, :, None, None]
+    """masks in ``dtype`` with the invalid ones zeroed (replaced: a NaN in an invalid mask is gone)."""
+    m = masks.to(dtype)
+    return torch.where(mask_valid[:, :, None, None], m, torch.zeros((), dtype=dtype, device=m.device))
 
 
 def proposal_alignment(response: Tensor, masks: Tensor, mask_valid: Tensor) -> Tensor:

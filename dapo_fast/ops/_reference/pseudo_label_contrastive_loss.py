@@ -11,6 +11,10 @@ For a valid phrase q of image b (features ``phrase[b, q]``, teacher features ``t
 * ``loss[b, q] = -sum_{T_b} pi * log_softmax_{S_b}(s)``; 0 for invalid phrases and for phrases
   whose T_b is empty (no valid region), with zero gradient.
 
+NaN and Inf: the features of invalid phrases and regions take no part (a NaN there reaches
+neither the loss nor a gradient); a NaN or Inf in a valid one reaches every loss (and gradient)
+whose S_b or T_b it is in, as the formula says: a diverging teacher gives a NaN loss, not 0.
+
 ``fn_mask[b, b]`` (the diagonal) is ignored. reduction "mean" divides the sum by the number of
 valid phrases (at least 1), "sum" sums, "none" returns the [B, Q] matrix. Gradients flow to
 ``phrase`` and ``region`` only. Half/bfloat16 inputs are computed in float32.
@@ -55,17 +59,21 @@ def pseudo_label_contrastive_loss(phrase: torch.Tensor, region: torch.Tensor, te
     batch, num_q = phrase.shape[:2]
     out_dtype = phrase.dtype
     ct = compute_dtype(phrase.dtype)
-    p, r = phrase.to(ct), region.to(ct)
-    tp, tr = teacher_phrase.detach().to(ct), teacher_region.detach().to(ct)
+    zero = torch.zeros((), dtype=ct, device=phrase.device)
+    pv, rv = phrase_valid.bool()[..., None], region_valid.bool()[..., None]
+    p, r = torch.where(pv, phrase.to(ct), zero), torch.where(rv, region.to(ct), zero)
+    tp = torch.where(pv, teacher_phrase.detach().to(ct), zero)
+    tr = torch.where(rv, teacher_region.detach().to(ct), zero)
     in_s, in_t = _sets(region_valid, fn_mask, mode, batch)           # [B, 1, B, K]
     s = torch.einsum("bqd,akd->bqak", p, r) / tau                    # [B, Q, B, K]
     t = torch.einsum("bqd,akd->bqak", tp, tr) / teacher_tau
-    lowest = torch.finfo(ct).min
-    log_p = s.masked_fill(~in_s, lowest).flatten(2).log_softmax(-1)  # finite even for an empty S
-    pi = t.masked_fill(~in_t, lowest).flatten(2).softmax(-1) * in_t.flatten(2)
-    row_ok = in_t.flatten(2).any(-1) & phrase_valid.bool()           # [B, Q]
-    per_phrase = -(pi * log_p).sum(-1)
-    per_phrase = torch.where(row_ok, per_phrase, torch.zeros_like(per_phrase))
+    in_s, in_t = in_s.flatten(2), in_t.flatten(2)                    # [B, 1, B*K]
+    row_ok = in_t.any(-1) & phrase_valid.bool()                      # [B, Q]
+    rows = row_ok[..., None]
+    # rows without a loss are all zeros, so nothing in them reaches the loss or a gradient
+    log_p = torch.where(rows, s.flatten(2).masked_fill(~in_s, -torch.inf), zero).log_softmax(-1)
+    pi = torch.where(rows, t.flatten(2).masked_fill(~in_t, -torch.inf), zero).softmax(-1)
+    per_phrase = -torch.where(in_t & rows, pi * log_p, zero).sum(-1)
     return _reduce(per_phrase, phrase_valid, reduction).to(out_dtype)
 
 

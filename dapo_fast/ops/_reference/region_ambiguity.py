@@ -27,17 +27,25 @@ def region_ambiguity(response: Tensor, masks: Tensor, mask_valid: Tensor, varian
     m = valid_masks(masks, mask_valid, dtype)               # [B, P, H, W], invalid = 0
     with torch.no_grad():
         scores = proposal_alignment(r, masks, mask_valid).to(dtype)
-        scores = scores.masked_fill(~mask_valid[:, None, :], float("-inf"))
+        # the first valid proposal with the best score, a NaN score counting as the best (torch.argmax's
+        # rule); an invalid one never, even where every valid score is -inf
         if p > 0:
-            fg = scores.argmax(dim=-1)                      # first maximum: the lowest proposal index
+            valid = mask_valid[:, None, :].expand_as(scores)
+            nan = scores.isnan() & valid
+            best = torch.where(valid, scores, float("-inf")).amax(dim=-1, keepdim=True)
+            hit = valid & torch.where(nan.any(dim=-1, keepdim=True), nan, scores == best)
+            fg = hit.to(torch.uint8).argmax(dim=-1)         # the first hit: the lowest proposal index
         else:
             fg = torch.zeros((b, s), dtype=torch.int64, device=r.device)
         any_valid = mask_valid.any(dim=-1)[:, None].expand(b, s)
         fg = torch.where(any_valid, fg, torch.full_like(fg, -1))
     index = torch.arange(p, device=r.device)
-    is_fg = (index[None, None, :] == fg[:, :, None]).to(dtype)            # [B, S, P]
-    m_fg = (is_fg[:, :, :, None, None] * m[:, None]).sum(2)              # [B, S, H, W]
-    others = (1 - is_fg)[:, :, :, None, None] * m[:, None]               # [B, S, P, H, W]
+    # masks are picked with where, not multiplied by 0/1: an Inf in another mask must not make
+    # the foreground NaN (0 * Inf), nor one in the foreground the background
+    is_fg = (index[None, None, :] == fg[:, :, None])[:, :, :, None, None]  # [B, S, P, 1, 1]
+    zero = torch.zeros((), dtype=dtype, device=r.device)
+    m_fg = torch.where(is_fg, m[:, None], zero).sum(2)                   # [B, S, H, W]
+    others = torch.where(is_fg, zero, m[:, None])                        # [B, S, P, H, W]
     m_bg = others.amax(2) if p > 0 else torch.zeros_like(r)
     iou_fg = soft_iou_of_flat(r.flatten(2), m_fg.flatten(2), variant, eps)
     iou_bg = soft_iou_of_flat(r.flatten(2), m_bg.flatten(2), variant, eps)

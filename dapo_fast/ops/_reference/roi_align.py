@@ -1,16 +1,22 @@
 """RoIAlign in plain PyTorch: the specification (torchvision semantics), differentiable.
 
 Every bin is the mean of grid_h x grid_w bilinear samples. A sample outside [-1, H] x [-1, W]
-(or NaN) contributes 0; inside, coordinates below 0 clamp to 0 and the last row/column
-clamps to itself. Computed in float32 for half/bfloat16 inputs.
+(or NaN) contributes 0 and reads no pixel (a NaN or Inf pixel it would have read stays out);
+inside, coordinates below 0 clamp to 0 and the last row/column clamps to itself. With adaptive
+sampling (sampling_ratio <= 0) a RoI of non-finite size has no samples (it pools 0, like a NaN
+box), and a bin samples at most MAX_SAMPLING_RATIO times along each axis (ceil(bin size)
+otherwise, as in torchvision). Computed in float32 for half/bfloat16 inputs.
 """
 import torch
 
-from dapo_fast.ops._reference import compute_dtype
+from dapo_fast.ops._reference import compute_dtype, graph_zero
+
+# a bin's sampling_ratio**2 samples are counted in a 32-bit int by the kernels; adaptive grids stop there too
+MAX_SAMPLING_RATIO = 46340
 
 
 def _axis_taps(coord: torch.Tensor, size: int):
-    """Bilinear taps along one axis: (low, high, w_low, w_high), weights 0 where invalid."""
+    """Bilinear taps along one axis: (low, high, w_low, w_high, valid)."""
     valid = (coord >= -1) & (coord <= size)
     c = torch.where(valid, coord, torch.zeros_like(coord)).clamp(min=0)
     low = c.to(torch.int64)  # c >= 0, so truncation is floor
@@ -19,9 +25,7 @@ def _axis_taps(coord: torch.Tensor, size: int):
     high = torch.where(at_edge, low, low + 1)
     c = torch.where(at_edge, low.to(c.dtype), c)
     frac = c - low.to(c.dtype)
-    w_low = torch.where(valid, 1 - frac, torch.zeros_like(frac))
-    w_high = torch.where(valid, frac, torch.zeros_like(frac))
-    return low, high, w_low, w_high
+    return low, high, 1 - frac, frac, valid
 
 
 def roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
@@ -33,9 +37,9 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, poo
     feats = input.to(compute)
     r = rois.to(compute)
     if num_rois == 0 or height == 0 or width == 0:
-        # nothing to sample; `+ 0 * sum` keeps the result attached to the autograd graph
+        # nothing to sample; graph_zero keeps the result attached to the autograd graph
         zeros = feats.new_zeros((num_rois, channels, pooled_height, pooled_width))
-        return (zeros + 0 * feats.sum()).to(out_dtype)
+        return (zeros + graph_zero(feats)).to(out_dtype)
 
     offset = 0.5 if aligned else 0.0
     start_w = r[:, 1] * spatial_scale - offset
@@ -50,9 +54,9 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, poo
     if sampling_ratio > 0:
         grid_h = torch.full_like(roi_h, sampling_ratio)
         grid_w = torch.full_like(roi_w, sampling_ratio)
-    else:
-        grid_h = torch.nan_to_num(torch.ceil(roi_h / pooled_height), nan=0.0).clamp(min=0)
-        grid_w = torch.nan_to_num(torch.ceil(roi_w / pooled_width), nan=0.0).clamp(min=0)
+    else:  # a NaN or infinite RoI size samples nothing; at most MAX_SAMPLING_RATIO samples per axis
+        grid_h = torch.nan_to_num(torch.ceil(roi_h / pooled_height), nan=0.0, posinf=0.0).clamp(0, MAX_SAMPLING_RATIO)
+        grid_w = torch.nan_to_num(torch.ceil(roi_w / pooled_width), nan=0.0, posinf=0.0).clamp(0, MAX_SAMPLING_RATIO)
     max_gh = max(int(grid_h.max()), 1)
     max_gw = max(int(grid_w.max()), 1)
     count = (grid_h * grid_w).clamp(min=1)
@@ -66,13 +70,10 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, poo
     gw = grid_w.clamp(min=1)[:, None, None]
     y = start_h[:, None, None] + ph[None, :, None] * bin_h[:, None, None] + (iy[None, None, :] + 0.5) * bin_h[:, None, None] / gh
     x = start_w[:, None, None] + pw[None, :, None] * bin_w[:, None, None] + (ix[None, None, :] + 0.5) * bin_w[:, None, None] / gw
-    y_in_grid = (iy[None, None, :] < grid_h[:, None, None]).to(compute)
-    x_in_grid = (ix[None, None, :] < grid_w[:, None, None]).to(compute)
-
-    y_lo, y_hi, wy_lo, wy_hi = _axis_taps(y, height)
-    x_lo, x_hi, wx_lo, wx_hi = _axis_taps(x, width)
-    wy_lo, wy_hi = wy_lo * y_in_grid, wy_hi * y_in_grid
-    wx_lo, wx_hi = wx_lo * x_in_grid, wx_hi * x_in_grid
+    y_lo, y_hi, wy_lo, wy_hi, y_valid = _axis_taps(y, height)
+    x_lo, x_hi, wx_lo, wx_hi, x_valid = _axis_taps(x, width)
+    y_valid = y_valid & (iy[None, None, :] < grid_h[:, None, None])
+    x_valid = x_valid & (ix[None, None, :] < grid_w[:, None, None])
 
     batch = r[:, 0].to(torch.int64)[:, None, None, None, None]
 
@@ -91,5 +92,8 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, poo
         + expand_y(wy_hi) * expand_x(wx_lo) * corner(y_hi, x_lo)
         + expand_y(wy_hi) * expand_x(wx_hi) * corner(y_hi, x_hi)
     )
+    # samples outside the map or past their RoI's grid are 0, whatever the pixels they index hold
+    samples = torch.where(expand_y(y_valid) & expand_x(x_valid), samples, torch.zeros((), dtype=compute,
+                                                                                       device=input.device))
     out = samples.sum(dim=(2, 4)) / count[:, None, None, None]  # [K, PH, PW, C]
     return out.permute(0, 3, 1, 2).contiguous().to(out_dtype)

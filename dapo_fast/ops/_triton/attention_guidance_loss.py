@@ -27,10 +27,11 @@ def _forward_kernel(h_ptr, a_ptr, valid_ptr, part_ptr, E, P, NB, BLOCK: tl.const
     fit = tl.zeros([BLOCK], dtype=tl.float32)
     norm = tl.zeros([BLOCK], dtype=tl.float32)
     for e in range(E):
-        v = tl.load(valid_ptr + b * E + e).to(tl.float32)
+        v = tl.load(valid_ptr + b * E + e) != 0
         base = (b * E + e) * P
-        a = tl.load(a_ptr + base + offs, mask=pm, other=0.0).to(tl.float32) * v
-        h = tl.load(h_ptr + base + offs, mask=pm, other=0.0).to(tl.float32) * v
+        # an invalid entity's maps take no part, NaN or not
+        a = tl.where(v, tl.load(a_ptr + base + offs, mask=pm, other=0.0).to(tl.float32), 0.0)
+        h = tl.where(v, tl.load(h_ptr + base + offs, mask=pm, other=0.0).to(tl.float32), 0.0)
         s += a
         fit += (h - a) * (h - a)
         norm += a * a
@@ -48,8 +49,8 @@ def _backward_kernel(h_ptr, a_ptr, valid_ptr, coef_ptr, gh_ptr, ga_ptr, E, P, WA
     pm = offs < P
     s = tl.zeros([BLOCK], dtype=tl.float32)
     for e in range(E):
-        v = tl.load(valid_ptr + b * E + e).to(tl.float32)
-        s += tl.load(a_ptr + (b * E + e) * P + offs, mask=pm, other=0.0).to(tl.float32) * v
+        v = tl.load(valid_ptr + b * E + e) != 0
+        s += tl.where(v, tl.load(a_ptr + (b * E + e) * P + offs, mask=pm, other=0.0).to(tl.float32), 0.0)
     ch = tl.load(coef_ptr + b * 3)
     ca = tl.load(coef_ptr + b * 3 + 1)
     cs = tl.load(coef_ptr + b * 3 + 2)
@@ -85,12 +86,15 @@ def attention_guidance_loss_triton(heatmaps: torch.Tensor, attn: torch.Tensor,
 def attention_guidance_loss_backward_triton(grad: torch.Tensor, heatmaps: torch.Tensor, attn: torch.Tensor,
                                             entity_valid: torch.Tensor,
                                             heatmaps_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    h, a, valid, pixels = entity_map_operands(heatmaps, attn, entity_valid)
+    # a sample with fewer than two valid entities has loss 0 whatever its maps hold: none of its
+    # entities is read, so its gradient is exactly 0 (NaN or Inf in its maps included)
+    k = entity_valid.sum(1)
+    h, a, valid, pixels = entity_map_operands(heatmaps, attn, entity_valid & (k >= 2)[:, None])
     batch, entities = h.shape[0], h.shape[1]
     grad_a = torch.empty_like(h)
     grad_h = torch.empty_like(h) if heatmaps_grad else h.new_empty((0,))
     if batch and entities and pixels:
-        k = entity_valid.sum(1).double()
+        k = k.double()
         c = torch.where(k >= 2, grad.double() / (k * (k - 1)).clamp(min=1), 0.0)
         coef = torch.stack([2 * (k - 1) * c, -4 * k * c, 4 * c], dim=1).float().contiguous()
         grid = (batch, triton.cdiv(pixels, BLOCK))

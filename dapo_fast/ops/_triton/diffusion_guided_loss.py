@@ -21,11 +21,11 @@ def _forward_kernel(h_ptr, a_ptr, valid_ptr, part_ptr, E, P, NB, BLOCK: tl.const
     pm = offs < P
     fit = tl.zeros([BLOCK], dtype=tl.float32)
     for e in range(E):
-        v = tl.load(valid_ptr + b * E + e).to(tl.float32)
+        v = tl.load(valid_ptr + b * E + e) != 0
         base = (b * E + e) * P
         d = (tl.load(h_ptr + base + offs, mask=pm, other=0.0).to(tl.float32)
-             - tl.load(a_ptr + base + offs, mask=pm, other=0.0).to(tl.float32)) * v
-        fit += d * d
+             - tl.load(a_ptr + base + offs, mask=pm, other=0.0).to(tl.float32))
+        fit += tl.where(v, d * d, 0.0)  # an invalid entity's maps take no part, NaN or not
     tl.store(part_ptr + b * NB + blk, tl.sum(fit, axis=0))
 
 

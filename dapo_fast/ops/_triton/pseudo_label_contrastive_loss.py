@@ -5,6 +5,11 @@ with tl.dot, keeping online log-sum-exps of the student set and of the teacher s
 running sum_T pi * s; it stores the per-phrase loss and both log-sum-exps. Backward recomputes the
 logits: one kernel per phrase block owns grad_phrase, one per (image a, block of regions) owns
 grad_region (no atomics). Memory: O(B*Q + B*K) beyond inputs and outputs.
+
+NaN and Inf follow the reference: a row has a loss when its phrase is valid and its teacher set
+is not empty (counted, not read off the teacher's sum, so a NaN there gives a NaN loss, not 0).
+The front zeroes the features of invalid phrases and regions before the op, so a NaN there
+reaches neither the loss nor a gradient.
 """
 import torch
 import triton
@@ -43,6 +48,7 @@ def _forward_kernel(p_ptr, r_ptr, tp_ptr, tr_ptr, pv_ptr, rv_ptr, fn_ptr, loss_p
     m_t = tl.full([BLOCK_M], _NEG, tl.float32)
     l_t = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M], tl.float32)  # sum over T of exp(t - m_t) * s
+    n_t = tl.zeros([BLOCK_M], tl.int32)    # size of T
     for a in range(0, B):
         for k0 in range(0, K, BLOCK_N):
             k = k0 + tl.arange(0, BLOCK_N)
@@ -67,22 +73,26 @@ def _forward_kernel(p_ptr, r_ptr, tp_ptr, tr_ptr, pv_ptr, rv_ptr, fn_ptr, loss_p
                 scale = tl.exp(m_t - mt_new)
                 e = tl.where(in_t2, tl.exp(t - mt_new[:, None]), 0.0)
                 l_t = l_t * scale + tl.sum(e, 1)
-                acc = acc * scale + tl.sum(e * s, 1)
+                acc = acc * scale + tl.sum(tl.where(in_t2, e * s, 0.0), 1)
+                n_t += tl.sum(in_t2.to(tl.int32), 1)
                 m_t = mt_new
     pv = tl.load(pv_ptr + rows, mask=q_ok, other=0) != 0
-    ok = pv & (l_t > 0)
-    lse_s = m_s + tl.log(tl.where(l_s > 0, l_s, 1.0))
-    lse_t = m_t + tl.log(tl.where(l_t > 0, l_t, 1.0))
-    loss = tl.where(ok, lse_s - acc / tl.where(l_t > 0, l_t, 1.0), 0.0)
+    ok = pv & (n_t > 0)
+    # l_s or l_t of 0 (every logit -inf) gives log(0) = -inf and a NaN loss, as the softmax has
+    lse_s = m_s + tl.log(tl.where(ok, l_s, 1.0))
+    lse_t = m_t + tl.log(tl.where(ok, l_t, 1.0))
+    loss = tl.where(ok, lse_s - acc / tl.where(ok, l_t, 1.0), 0.0)
     tl.store(loss_ptr + rows, loss, mask=q_ok)
     tl.store(lse_ptr + rows * 2, lse_s, mask=q_ok)
-    tl.store(lse_ptr + rows * 2 + 1, tl.where(ok, lse_t, float("inf")), mask=q_ok)  # +inf: pi = 0
+    tl.store(lse_ptr + rows * 2 + 1, tl.where(ok, lse_t, float("inf")), mask=q_ok)  # +inf: no loss, pi = 0
 
 
 @triton.jit
 def _grad_block(p_ptr, r_ptr, tp_ptr, tr_ptr, rv_ptr, fn_ptr, lse_ptr, coef_ptr, b, a, rows, q_ok, cols, k, k_ok,
                 B, K, D, DT, inv_tau, inv_ttau, MODE: tl.constexpr, BLOCK_D: tl.constexpr):
-    """G = coef * (softmax_S - pi_T) / tau for one [phrases of b] x [regions of a] block."""
+    """G = coef * (softmax_S * sum(pi) - pi_T) / tau for one [phrases of b] x [regions of a] block;
+    sum(pi) is 1, or NaN for a row whose pseudo-labels are NaN (then NaN reaches every region of
+    the row, as in the reference)."""
     valid = tl.load(rv_ptr + cols, mask=k_ok, other=0) != 0
     if MODE != 0:
         fn = (tl.load(fn_ptr + (b * B + a) * K + k, mask=k_ok, other=0) != 0) & (a != b)
@@ -91,16 +101,20 @@ def _grad_block(p_ptr, r_ptr, tp_ptr, tr_ptr, rv_ptr, fn_ptr, lse_ptr, coef_ptr,
     in_s = valid & ~fn if MODE == 1 else valid
     lse_s = tl.load(lse_ptr + rows * 2, mask=q_ok, other=0.0)
     coef = tl.load(coef_ptr + rows, mask=q_ok, other=0.0) * inv_tau
+    lse_t_row = tl.load(lse_ptr + rows * 2 + 1, mask=q_ok, other=float("inf"))
+    sum_pi = lse_t_row - lse_t_row + 1.0  # 1 where the teacher's log-sum-exp is finite, else NaN
     s = _logits(p_ptr, r_ptr, rows, cols, q_ok, k_ok, D, BLOCK_D) * inv_tau
-    g = tl.where(in_s[None, :] & q_ok[:, None], tl.exp(tl.minimum(s - lse_s[:, None], 0.0)), 0.0)
+    g = tl.where(in_s[None, :] & q_ok[:, None],
+                 tl.exp(tl.minimum(s - lse_s[:, None], 0.0, propagate_nan=tl.PropagateNan.ALL)) * sum_pi[:, None],
+                 0.0)
     if (a == b) | (MODE == 2):
         in_t = valid & ((k >= 0) & (a == b) | fn) if MODE == 2 else valid
         lse_t = tl.load(lse_ptr + rows * 2 + 1, mask=q_ok, other=float("inf"))
         t = _logits(tp_ptr, tr_ptr, rows, cols, q_ok, k_ok, DT, BLOCK_D) * inv_ttau
-        g -= tl.where(in_t[None, :] & q_ok[:, None], tl.exp(tl.minimum(t - lse_t[:, None], 0.0)), 0.0)
-    # rows without a pseudo-label (lse_t = +inf) carry no gradient at all
-    lse_t_row = tl.load(lse_ptr + rows * 2 + 1, mask=q_ok, other=float("inf"))
-    return tl.where((lse_t_row < float("inf"))[:, None], g * coef[:, None], 0.0)
+        g -= tl.where(in_t[None, :] & q_ok[:, None],
+                      tl.exp(tl.minimum(t - lse_t[:, None], 0.0, propagate_nan=tl.PropagateNan.ALL)), 0.0)
+    # rows without a loss (lse_t = +inf) carry no gradient at all; a NaN row passes its NaN on
+    return tl.where((lse_t_row != float("inf"))[:, None], g * coef[:, None], 0.0)
 
 
 @triton.jit
@@ -223,6 +237,9 @@ _meta.register_triton(pseudo_label_contrastive_loss_triton, pseudo_label_contras
 def pseudo_label_contrastive_loss(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask,
                                   tau, teacher_tau, mode, reduction):
     """The front's call: the Triton op's per-phrase losses, reduced."""
+    pv, rv = phrase_valid[..., None], region_valid[..., None]
+    phrase, teacher_phrase = phrase.where(pv, 0.0), teacher_phrase.where(pv, 0.0)
+    region, teacher_region = region.where(rv, 0.0), teacher_region.where(rv, 0.0)
     fn = fn_mask if fn_mask is not None else torch.zeros(1, dtype=torch.bool, device=phrase.device)
     loss, _ = pseudo_label_contrastive_loss_triton(phrase, region, teacher_phrase, teacher_region, phrase_valid,
                                                    region_valid, fn, tau, teacher_tau,

@@ -18,7 +18,8 @@ def _kernel(r_ptr, m_ptr, valid_ptr, amb_ptr, fg_ptr, field_ptr, S, P, HW, eps,
     r_base = r_ptr + bs * HW
     m_base = m_ptr + b * P * HW
     offs = tl.arange(0, BLOCK)
-    # foreground: the valid proposal with the highest max(r * m), lowest index on ties
+    # foreground: the valid proposal with the highest max(r * m), lowest index on ties; a NaN
+    # score beats every number (torch.argmax's rule: the first NaN)
     fg = -1
     fg_score = 0.0
     for p in range(P):
@@ -29,9 +30,9 @@ def _kernel(r_ptr, m_ptr, valid_ptr, amb_ptr, fg_ptr, field_ptr, S, P, HW, eps,
             inside = idx < HW
             r = tl.load(r_base + idx, mask=inside, other=0.0).to(ACC)
             m = tl.load(m_base + p * HW + idx, mask=inside, other=0.0).to(ACC)
-            best = tl.maximum(best, tl.where(inside, r * m, float("-inf")))
-        score = tl.max(best, axis=0)
-        take = ok & ((fg < 0) | (score > fg_score))
+            best = tl.maximum(best, tl.where(inside, r * m, float("-inf")), propagate_nan=tl.PropagateNan.ALL)
+        score = tl.where(tl.max((best != best).to(tl.int32), axis=0) > 0, float("nan"), tl.max(best, axis=0))
+        take = ok & ((fg < 0) | (score > fg_score) | ((score != score) & (fg_score == fg_score)))
         fg = tl.where(take, p, fg)
         fg_score = tl.where(take, score, fg_score)
     # sums with the foreground mask and the union of the other valid masks
@@ -51,7 +52,7 @@ def _kernel(r_ptr, m_ptr, valid_ptr, amb_ptr, fg_ptr, field_ptr, S, P, HW, eps,
             m = tl.load(m_base + p * HW + idx, mask=inside, other=0.0).to(ACC)
             is_fg = p == fg
             fm = tl.where(is_fg, m, fm)
-            bg = tl.where(ok & (p != fg), tl.maximum(bg, m), bg)
+            bg = tl.where(ok & (p != fg), tl.maximum(bg, m, propagate_nan=tl.PropagateNan.ALL), bg)
         s_if += r * fm
         s_f += fm
         s_ib += r * bg
@@ -86,7 +87,7 @@ def _kernel(r_ptr, m_ptr, valid_ptr, amb_ptr, fg_ptr, field_ptr, S, P, HW, eps,
                 ok = tl.load(valid_ptr + b * P + p) != 0
                 m = tl.load(m_base + p * HW + idx, mask=inside, other=0.0).to(ACC)
                 fm = tl.where(p == fg, m, fm)
-                bg = tl.where(ok & (p != fg), tl.maximum(bg, m), bg)
+                bg = tl.where(ok & (p != fg), tl.maximum(bg, m, propagate_nan=tl.PropagateNan.ALL), bg)
             g = bg * a_b - fm * a_f + (c_f - c_b)
             tl.store(field_ptr + bs * HW + idx, g.to(field_ptr.dtype.element_ty), mask=inside)
 

@@ -8,6 +8,9 @@ from torch.library import triton_op, wrap_triton
 
 from dapo_fast.ops import _checks
 from dapo_fast.ops._meta import roi_align as _meta
+from dapo_fast.ops._reference.roi_align import MAX_SAMPLING_RATIO
+
+_MAX_GRID = tl.constexpr(MAX_SAMPLING_RATIO)
 
 
 @triton.jit
@@ -36,11 +39,13 @@ def _geometry(rois_ptr, k, spatial_scale, sampling_ratio, N, PH: tl.constexpr, P
     start_h = tl.load(roi + 2).to(ACC) * spatial_scale - offset
     roi_w = tl.load(roi + 3).to(ACC) * spatial_scale - offset - start_w
     roi_h = tl.load(roi + 4).to(ACC) * spatial_scale - offset - start_h
-    if not ALIGNED:
-        roi_w = tl.maximum(roi_w, 1.0)
-        roi_h = tl.maximum(roi_h, 1.0)
-    adaptive_h = tl.ceil(tl.where(roi_h == roi_h, roi_h, 0.0) / PH).to(tl.int32)
-    adaptive_w = tl.ceil(tl.where(roi_w == roi_w, roi_w, 0.0) / PW).to(tl.int32)
+    if not ALIGNED:  # at least one pixel; a NaN size stays NaN (torchvision's std::max)
+        roi_w = tl.maximum(roi_w, 1.0, propagate_nan=tl.PropagateNan.ALL)
+        roi_h = tl.maximum(roi_h, 1.0, propagate_nan=tl.PropagateNan.ALL)
+    # ceil(bin size) samples: none for a NaN or infinite size (x - x is NaN exactly then), at most
+    # MAX_SAMPLING_RATIO (the kernels count a bin's samples in an int32)
+    adaptive_h = tl.ceil(tl.minimum(tl.where(roi_h - roi_h == 0.0, roi_h / PH, 0.0), _MAX_GRID)).to(tl.int32)
+    adaptive_w = tl.ceil(tl.minimum(tl.where(roi_w - roi_w == 0.0, roi_w / PW, 0.0), _MAX_GRID)).to(tl.int32)
     grid_h = tl.maximum(tl.where(sampling_ratio > 0, sampling_ratio, adaptive_h), 0)
     grid_w = tl.maximum(tl.where(sampling_ratio > 0, sampling_ratio, adaptive_w), 0)
     count = tl.maximum(grid_h * grid_w, 1).to(ACC)

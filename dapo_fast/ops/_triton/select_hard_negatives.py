@@ -1,6 +1,8 @@
 """QueryMatch's greedy hard-negative selection in Triton: one program per text b holds the
 [B-1, N] difficulty and running uniqueness tiles in registers and runs every greedy step; the
-cosines and text scores come from two torch matmuls (cuBLAS) beforehand."""
+cosines and text scores come from two torch matmuls (cuBLAS) beforehand. NaN follows the
+reference's torch ops: a row holding a NaN normalises to all 1, minimum/maximum let NaN through,
+the argmax takes the first NaN score."""
 import torch
 import triton
 import triton.language as tl
@@ -16,7 +18,18 @@ def _minmax_rows(x, ok):
     lo = tl.min(tl.where(ok, x, float("inf")), 1)
     hi = tl.max(tl.where(ok, x, -float("inf")), 1)
     span = hi - lo
-    return tl.where(span[:, None] > 0, (x - lo[:, None]) / tl.where(span > 0, span, 1.0)[:, None], 1.0)
+    spread = (span > 0) & (tl.max(tl.where(ok & (x != x), 1, 0), 1) == 0)  # a NaN makes the span NaN
+    return tl.where(spread[:, None], (x - lo[:, None]) / tl.where(spread, span, 1.0)[:, None], 1.0)
+
+
+@triton.jit
+def _first_argmax(score, BLOCK_N: tl.constexpr):
+    """argmax over axis 1 with torch.argmax's rule: the first NaN, else the first maximum."""
+    n = tl.arange(0, BLOCK_N)[None, :]
+    nan = score != score
+    first_nan = tl.min(tl.where(nan, n, BLOCK_N), 1)
+    best = tl.argmax(tl.where(nan, -float("inf"), score), 1, tie_break_left=True)
+    return tl.where(first_nan < BLOCK_N, first_nan, best)
 
 
 @triton.jit
@@ -35,7 +48,7 @@ def _select_kernel(cos_ptr, sim_ptr, picked_ptr, out_ptr, B, N, NUM, PAPER: tl.c
     max_cos = tl.full([BLOCK_J, BLOCK_N], -float("inf"), tl.float32)
     for step in range(0, NUM):
         score = tl.where(ok, diff * uniq, -float("inf"))
-        best = tl.argmax(score, 1, tie_break_left=True)
+        best = _first_argmax(score, BLOCK_N)
         tl.store(out_ptr + (b * others + j) * NUM + step, best.to(tl.int64), mask=j < others)
         tl.store(picked_ptr + b * others + j, img * N + best, mask=j < others)
         tl.debug_barrier()
@@ -44,10 +57,11 @@ def _select_kernel(cos_ptr, sim_ptr, picked_ptr, out_ptr, B, N, NUM, PAPER: tl.c
             c = tl.load(cos_ptr + ids * (B * N) + pid, mask=ok, other=0.0)
             same = ids == pid
             if PAPER:
-                max_cos = tl.maximum(max_cos, tl.where(same, 1.0, c))
+                max_cos = tl.maximum(max_cos, tl.where(same, 1.0, c), propagate_nan=tl.PropagateNan.ALL)
             else:
-                dist = tl.minimum(tl.maximum((1.0 - c) / 2.0, 0.0), 1.0)
-                uniq = tl.minimum(uniq, tl.where(same, 0.0, dist))
+                dist = tl.minimum(tl.maximum((1.0 - c) / 2.0, 0.0, propagate_nan=tl.PropagateNan.ALL), 1.0,
+                                  propagate_nan=tl.PropagateNan.ALL)
+                uniq = tl.minimum(uniq, tl.where(same, 0.0, dist), propagate_nan=tl.PropagateNan.ALL)
         if PAPER:
             uniq = _minmax_rows(-max_cos, ok)
         tl.debug_barrier()

@@ -45,8 +45,16 @@ def test_run_case_times_every_impl_and_computes_speedups():
     fwd_bwd_gbs = case.bytes_moved_fwd_bwd / (rows["ours"]["fwd_bwd_ms"] * 1e-3) / 1e9
     assert abs(rows["ours"]["fwd_bwd_gbs"] - fwd_bwd_gbs) < 1e-9 * fwd_bwd_gbs
     assert rows["ours"]["peak_mb"] > 0 and rows["ours"]["memory_ratio_vs_slow"] > 0
+    assert rows["ours"]["fwd_spread"] >= 1 and rows["slow"]["fwd_bwd_spread"] >= 1  # slowest / fastest call
     assert "no kernel" in rows["broken"]["error"]  # reported, not fatal
     assert not any(k.startswith("busy_") or k.startswith("retention_") for r in rows.values() for k in r)
+
+
+def test_timed_calls_give_one_time_per_repeat_after_the_warmup():
+    calls = []
+    times = runner.timed_calls_ms(lambda: calls.append(1), repeats=4, warmup=2)
+    assert len(calls) == 6 and len(times) == 4 and all(t >= 0 for t in times)
+    assert len(runner.timed_calls_ms(lambda: time.sleep(0.02), repeats=4, slow_seconds=0.01)) == 1  # slow: once
 
 
 def _alive(pid: int) -> bool:
@@ -260,7 +268,7 @@ def _fake_run():
          "fwd_bwd_ms": 40.0, "busy_fwd_ms": 22.0, "busy_fwd_bwd_ms": 44.0},
         {"op": "op_a", "size": "s1", "device": "cpu", "impl": "ref", "ours": False, "error": "RuntimeError: too big"},
         {"op": "op_b", "size": "s2", "device": "cpu", "impl": "ours", "ours": True, "fwd_ms": 1.0, "busy_fwd_ms": 1.0,
-         "peak_mb": 2.0},
+         "peak_mb": 2.0, "fwd_spread": 3.0, "busy_fwd_spread": 1.5},
         {"op": "op_b", "size": "s2", "device": "cpu", "impl": "code_form", "ours": False, "fwd_ms": 3.0,
          "busy_fwd_ms": 3.0, "peak_mb": 50.0},
     ]
@@ -296,6 +304,8 @@ def test_report_writes_fixed_csv_columns_pngs_and_the_markdown(tmp_path):
     assert timings[2]["error"] == "RuntimeError: too big"
     columns, speedups = _csv(os.path.join(prefix, "speedups.csv"))
     assert columns == report.SPEEDUP_COLUMNS
+    op_b = next(s for s in speedups if s["op"] == "op_b")
+    assert (float(op_b["quiet_spread"]), float(op_b["busy_spread"])) == (3.0, 1.5)
     fwd = next(s for s in speedups if s["op"] == "op_a" and s["pass"] == "fwd")
     assert (float(fwd["quiet_speedup"]), float(fwd["busy_speedup"]), float(fwd["retention"])) == (10.0, 5.5, 0.55)
     assert {(s["op"], s["baseline"], s["pass"]) for s in speedups} == {
@@ -312,7 +322,9 @@ def test_report_writes_fixed_csv_columns_pngs_and_the_markdown(tmp_path):
     # retentions 55% (op_a fwd), 88% (op_a fwd+bwd), 100% (op_b fwd): one under the bar, listed
     assert "1 of 3 (ours, baseline, pass) retentions are under the 80% bar:" in text
     assert "- op_a @ s1, ours vs peer, fwd: 10.00x quiet, 5.50x busy (55%)" in text
-    assert "| op_b | s2 | ours | code_form | 3.00x | 3.00x | 100% |" in text
+    # op_b's quiet calls spread 3x (over the 2x limit): its quiet speedup and retention are marked
+    assert "| op_b | s2 | ours | code_form | 3.00x† | 3.00x | 100%† |" in text
+    assert "Of these, 1 rest on timings whose calls all stayed within 2x of each other" in text
     # what the numbers were measured under is said beside them
     assert "`--quick` cases only" in text
     assert "| 3.00 / 3.50 " in text and "**The machine was not idle**" in text

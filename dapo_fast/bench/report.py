@@ -25,11 +25,15 @@ H100_HBM_BYTES_PER_S = 3.35e12
 H100_FP32_FLOPS_PER_S = 67e12
 H100_BF16_DENSE_FLOPS_PER_S = 989e12
 RETENTION_BAR = 0.8  # a multi-threaded CPU kernel keeps at least this share of its quiet speedup when busy
+NOISY_MARK = "†"
 
 PASSES = (("fwd", "forward"), ("fwd_bwd", "forward+backward"))
+NOISY_SPREAD = 2.0  # slowest / fastest timed call above this: the median may be an interrupted call
 TIMINGS_COLUMNS = ["op", "size", "device", "impl", "ours", "fwd_ms", "fwd_bwd_ms", "busy_fwd_ms", "busy_fwd_bwd_ms",
+                   "fwd_spread", "fwd_bwd_spread", "busy_fwd_spread", "busy_fwd_bwd_spread",
                    "fwd_gbs", "fwd_bwd_gbs", "peak_mb", "error"]
-SPEEDUP_COLUMNS = ["op", "size", "device", "ours", "baseline", "pass", "quiet_speedup", "busy_speedup", "retention"]
+SPEEDUP_COLUMNS = ["op", "size", "device", "ours", "baseline", "pass", "quiet_speedup", "busy_speedup", "retention",
+                   "quiet_spread", "busy_spread"]
 MEMORY_COLUMNS = ["op", "size", "device", "ours", "baseline", "ours_peak_mb", "baseline_peak_mb", "memory_ratio"]
 PAPER_COLUMNS = ["op", "size", "pass", "bytes", "flops", "ours", "ours_ms", "ours_gbs", "bandwidth_share",
                  "h100_memory_us", "h100_fp32_us", "h100_bf16_us", "h100_paper_us"]
@@ -75,13 +79,21 @@ def h100_paper_us(bytes_moved: Optional[int], flops: Optional[int]) -> Dict[str,
 
 
 def speedup_table(rows: List[dict], cases: List[Case]) -> List[dict]:
-    """One entry per (ours, baseline, pass) measured."""
+    """One entry per (ours, baseline, pass) measured; ``quiet_spread``/``busy_spread`` is the larger
+    spread (slowest / fastest call) of the two timings behind that speedup."""
     baselines = {(c.op, c.size): c.baselines for c in cases}
+    by_impl = {(r["op"], r["size"], r["impl"]): r for r in rows}
+
+    def spread(a, b, key):
+        values = [x.get(key) for x in (a, b) if x.get(key) is not None]
+        return max(values) if values else None
+
     out = []
     for r in rows:
         if not r["ours"]:
             continue
         for base in baselines.get((r["op"], r["size"]), ()):
+            b = by_impl.get((r["op"], r["size"], base), {})
             for key, _ in PASSES:
                 quiet = r.get(f"speedup_{key}_vs_{base}")
                 if quiet is None:
@@ -89,8 +101,16 @@ def speedup_table(rows: List[dict], cases: List[Case]) -> List[dict]:
                 out.append({"op": r["op"], "size": r["size"], "device": r["device"], "ours": r["impl"],
                             "baseline": base, "pass": key, "quiet_speedup": quiet,
                             "busy_speedup": r.get(f"busy_speedup_{key}_vs_{base}"),
-                            "retention": r.get(f"retention_{key}_vs_{base}")})
+                            "retention": r.get(f"retention_{key}_vs_{base}"),
+                            "quiet_spread": spread(r, b, f"{key}_spread"),
+                            "busy_spread": spread(r, b, f"busy_{key}_spread")})
     return out
+
+
+def noisy(entry: dict, which: str = "quiet") -> bool:
+    """Whether a speedup entry's ``which`` ("quiet" or "busy") timings varied more than NOISY_SPREAD."""
+    value = entry.get(f"{which}_spread")
+    return value is not None and value > NOISY_SPREAD
 
 
 def memory_table(rows: List[dict], cases: List[Case]) -> List[dict]:
@@ -351,19 +371,21 @@ def write_markdown(rows: List[dict], cases: List[Case], meta: Dict[str, object],
         if e is None or e["retention"] is None:
             return "-"
         mark = " **below**" if e["retention"] < RETENTION_BAR else ""
-        return f"{100 * e['retention']:.0f}%{mark}"
+        return f"{100 * e['retention']:.0f}%{mark}" + (NOISY_MARK if noisy(e) or noisy(e, "busy") else "")
+
+    def ratio(e, which):
+        value = e and e[f"{which}_speedup"]
+        return "-" if value is None else f"{value:.2f}x" + (NOISY_MARK if noisy(e, which) else "")
 
     for (op, size, ours, baseline), by_pass in grouped.items():
-        f, fb = by_pass.get("fwd"), by_pass.get("fwd_bwd")
         cells = [op, size, ours, baseline]
-        if busy:
-            for e in (f, fb):
-                cells += [_num(e and e["quiet_speedup"], ".2f") + ("x" if e else ""),
-                          _num(e and e["busy_speedup"], ".2f") + ("x" if e and e["busy_speedup"] else ""),
-                          retention(e)]
-        else:
-            cells += [_num(e and e["quiet_speedup"], ".2f") + ("x" if e else "") for e in (f, fb)]
+        for e in (by_pass.get("fwd"), by_pass.get("fwd_bwd")):
+            cells += [ratio(e, "quiet"), ratio(e, "busy"), retention(e)] if busy else [ratio(e, "quiet")]
         lines.append("| " + " | ".join(cells) + " |")
+    spread_note = (f"{NOISY_MARK}: the slowest of the timed calls behind this speedup (ours or the baseline's) took "
+                   f"more than {NOISY_SPREAD:g}x the fastest, so its median may be an interrupted call; the spreads "
+                   "are in speedups.csv.")
+    lines += ["", spread_note]
     if busy:
         measured = [e for e in speedups if e["retention"] is not None]
         below = [e for e in measured if e["retention"] < RETENTION_BAR]
@@ -371,7 +393,12 @@ def write_markdown(rows: List[dict], cases: List[Case], meta: Dict[str, object],
                   f"{RETENTION_BAR:.0%} bar" + (":" if below else "."), ""]
         lines += [f"- {e['op']} @ {e['size']}, {e['ours']} vs {e['baseline']}, "
                   f"{e['pass'].replace('fwd_bwd', 'fwd+bwd')}: {e['quiet_speedup']:.2f}x quiet, "
-                  f"{e['busy_speedup']:.2f}x busy ({100 * e['retention']:.0f}%)" for e in below]
+                  f"{e['busy_speedup']:.2f}x busy ({100 * e['retention']:.0f}%)"
+                  + (f" {NOISY_MARK}" if noisy(e) or noisy(e, "busy") else "") for e in below]
+        steady = [e for e in below if not (noisy(e) or noisy(e, "busy"))]
+        if below:
+            lines += ["", f"Of these, {len(steady)} rest on timings whose calls all stayed within "
+                      f"{NOISY_SPREAD:g}x of each other (no {NOISY_MARK})."]
     errors = [r for r in rows if "error" in r]
     if errors:
         lines += ["", "Implementations that did not run:", ""]

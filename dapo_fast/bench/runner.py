@@ -35,10 +35,10 @@ def synchronizer(device: str) -> Callable[[], None]:
     return lambda: None
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1, slow_seconds: float = 2.0,
-               sync: Callable[[], None] = lambda: None) -> float:
-    """Median wall time in ms after `warmup` calls. A call slower than `slow_seconds` (the eager
-    references at full size) is timed once more instead of `repeats` times."""
+def timed_calls_ms(fn: Callable[[], object], repeats: int, warmup: int = 1, slow_seconds: float = 2.0,
+                   sync: Callable[[], None] = lambda: None) -> List[float]:
+    """Wall times in ms of `repeats` calls after `warmup` calls. A call slower than `slow_seconds`
+    (the eager references at full size) is timed once more instead of `repeats` times."""
     sync()
     start = time.perf_counter()
     for _ in range(warmup):
@@ -51,8 +51,12 @@ def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1, slow_sec
         start = time.perf_counter()
         fn()
         sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, **kwargs) -> float:
+    return statistics.median(timed_calls_ms(fn, repeats, **kwargs))
 
 
 def copy_bandwidth_gbs(megabytes: int = 256, repeats: int = 5, device: str = "cpu") -> float:
@@ -145,15 +149,22 @@ def _zero_grads(inputs: Dict[str, object], keys: List[str]) -> None:
 
 
 def _time_impl(case: Case, impl, inputs, repeats: int, sync, prefix: str = "") -> Dict[str, float]:
+    """The median time of forward (and forward+backward) as ``<prefix><pass>_ms``, and the spread of
+    its timed calls (slowest / fastest) as ``<prefix><pass>_spread``: a spread far above 1 says the
+    calls were interrupted (descheduled threads on a loaded machine), so the median is noise-prone."""
+    def record(key, times):
+        out[prefix + key + "_ms"] = statistics.median(times)
+        out[prefix + key + "_spread"] = max(times) / min(times) if min(times) > 0 else None
+
     out = {}
     with torch.no_grad():
-        out[prefix + "fwd_ms"] = _median_ms(lambda: impl(inputs), repeats, sync=sync)
+        record("fwd", timed_calls_ms(lambda: impl(inputs), repeats, sync=sync))
     if case.grad_inputs:
         def fwd_bwd():
             _zero_grads(inputs, case.grad_inputs)
             backward_of(impl(inputs))
 
-        out[prefix + "fwd_bwd_ms"] = _median_ms(fwd_bwd, repeats, sync=sync)
+        record("fwd_bwd", timed_calls_ms(fwd_bwd, repeats, sync=sync))
     return out
 
 

@@ -183,6 +183,11 @@ def write_results(rows: List[dict], cases: List[Case], meta: Dict[str, object], 
     return paths
 
 
+def _times(ratio: float) -> str:
+    """A ratio for a chart label: 3 significant digits, no exponent."""
+    return f"{ratio:.3g}x" if ratio < 1000 else f"{ratio:.0f}x"
+
+
 def _cases_with_several_ours(entries: List[dict]) -> set:
     """(op, size) of the cases with more than one of our implementations among ``entries`` (their
     chart labels name which of ours, e.g. cuda and triton on a GPU)."""
@@ -238,27 +243,33 @@ def plot_speedups(speedups: List[dict], path: str, meta: Dict[str, object]) -> N
         ys = list(range(len(labels)))
         quiet = [entries[l]["quiet_speedup"] if l in entries else 0 for l in labels]
         height = 0.4 if busy else 0.7
-        ax.barh([y - (height / 2 if busy else 0) for y in ys], quiet, height=height, color="#1f77b4", label="quiet")
+        # hatched: a bar behind timings whose calls spread over NOISY_SPREAD (marked in the tables too)
+        ax.barh([y - (height / 2 if busy else 0) for y in ys], quiet, height=height, color="#1f77b4", label="quiet",
+                hatch=["////" if l in entries and noisy(entries[l]) else "" for l in labels])
+        loaded = []
         if busy:
             loaded = [(entries[l]["busy_speedup"] or 0) if l in entries else 0 for l in labels]
             under = [l in entries and entries[l]["retention"] is not None and entries[l]["retention"] < RETENTION_BAR
                      for l in labels]
             ax.barh([y + height / 2 for y in ys], loaded, height=height, color=[
-                "#d62728" if u else "#ff7f0e" for u in under])
+                "#d62728" if u else "#ff7f0e" for u in under],
+                hatch=["////" if l in entries and noisy(entries[l], "busy") else "" for l in labels])
             # legend entries for both busy colours, drawn as empty bars
             ax.barh([0], [0], color="#ff7f0e", label=f"busy ({meta.get('busy_processes', 1)} competing CPU process)")
             ax.barh([0], [0], color="#d62728", label=f"busy, under {RETENTION_BAR:.0%} of the quiet speedup")
+        ax.barh([0], [0], color="white", edgecolor="black", hatch="////",
+                label=f"hatched: its timed calls spread over {NOISY_SPREAD:g}x (noisy)")
         for y, label in zip(ys, labels):
             e = entries.get(label)
             if e is None:
                 continue
-            text = f"{e['quiet_speedup']:.2g}x"
+            text = _times(e["quiet_speedup"])
             if e["busy_speedup"] is not None:
-                text += f" / {e['busy_speedup']:.2g}x"
+                text += f" / {_times(e['busy_speedup'])}"
             ax.text(max(e["quiet_speedup"], e["busy_speedup"] or 0) * 1.08, y, text, va="center", fontsize=6)
         ax.set_xscale("log")
         ax.axvline(1.0, color="black", linewidth=0.8)
-        values = [v for v in quiet if v > 0]
+        values = [v for v in quiet + loaded if v > 0]
         if values:
             ax.set_xlim(min(0.5, min(values) / 1.5), max(values) * 4)
         ax.set_title(f"{title}: speedup of ours (x, log scale; >1 = faster)", fontsize=9)
@@ -270,7 +281,7 @@ def plot_speedups(speedups: List[dict], path: str, meta: Dict[str, object]) -> N
     fig.suptitle(f"dapo_fast speedups on {meta.get('gpu') or meta.get('cpu')}, {meta.get('threads')} threads, "
                  f"torch {meta.get('torch')}", fontsize=10, y=1 - 0.1 / inches, va="top")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.35 / inches))
+    fig.legend(handles, names, fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.35 / inches))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.65 / inches))
     save_png(fig, path)
 
@@ -382,9 +393,12 @@ def write_markdown(rows: List[dict], cases: List[Case], meta: Dict[str, object],
         for e in (by_pass.get("fwd"), by_pass.get("fwd_bwd")):
             cells += [ratio(e, "quiet"), ratio(e, "busy"), retention(e)] if busy else [ratio(e, "quiet")]
         lines.append("| " + " | ".join(cells) + " |")
+    counts = f"{sum(noisy(e) for e in speedups)} of {len(speedups)} quiet"
+    if busy:
+        counts += f" and {sum(noisy(e, 'busy') for e in speedups)} of {len(speedups)} busy"
     spread_note = (f"{NOISY_MARK}: the slowest of the timed calls behind this speedup (ours or the baseline's) took "
-                   f"more than {NOISY_SPREAD:g}x the fastest, so its median may be an interrupted call; the spreads "
-                   "are in speedups.csv.")
+                   f"more than {NOISY_SPREAD:g}x the fastest, so its median may be an interrupted call ({counts} "
+                   "speedups of this run); the spreads are in speedups.csv.")
     lines += ["", spread_note]
     if busy:
         measured = [e for e in speedups if e["retention"] is not None]

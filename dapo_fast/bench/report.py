@@ -361,9 +361,9 @@ def write_markdown(rows: List[dict], cases: List[Case], meta: Dict[str, object],
         lines += ["", f"**The machine was not idle**: its load average was {load_start:.2f} on "
                   f"{meta['logical_cores']} logical cores when the run started, before this run's own work. "
                   "\"Quiet\" here means without the runner's competitor, not on an idle machine"
-                  + (", and the busy measurements add one more process to an already loaded machine, so the "
-                     "retentions below understate what a quiet machine would lose and are noisier than the "
-                     "speedups themselves" if busy else "") + "."]
+                  + (", and the busy measurements add one more process to an already loaded machine: the "
+                     "retentions below do not measure what one competitor costs on an otherwise idle machine" if busy
+                     else "") + "."]
     lines += ["", "## Speedups", "",
               f"![speedup of ours against each baseline]({link('speedup.png')})", ""]
     if busy:

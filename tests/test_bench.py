@@ -273,7 +273,7 @@ def _fake_run():
          "busy_fwd_ms": 3.0, "peak_mb": 50.0},
     ]
     for case in cases:
-        runner._add_ratios(case, [r for r in rows if r["op"] == case.op])
+        runner.add_ratios(case, [r for r in rows if r["op"] == case.op])
     meta = {"cpu": "Test CPU", "logical_cores": 2, "threads": 2, "torch": torch.__version__, "python": "3",
             "dapo_fast": "0", "device": "cpu", "copy_bandwidth_gbs": 10.0, "date": "today", "repeats": 1,
             "busy_processes": 1, "seconds": 90.0, "command": "dapo-fast bench --busy --report docs/benchmarks",
@@ -414,3 +414,8 @@ def test_cli_busy_report_of_real_cases_and_no_competitor_left(tmp_path, monkeypa
     assert "dapo-fast " + shlex.join(argv) in text  # the command as a shell would take it back
     assert "| box_iou | reir-b10-50x50 | dapo_fast[cpu] | reference |" in text and "fwd retention" in text
     assert "Only these implementations: dapo_fast[cpu], reference." in text
+
+
+def test_report_ratios_keep_their_digits_below_one_hundredth():
+    assert report.ratio_text(10.0) == "10.00x" and report.ratio_text(0.0123) == "0.01x"
+    assert report.ratio_text(0.0012) == "0.0012x"  # a stalled kernel is shown as what it is, not "0.00x"

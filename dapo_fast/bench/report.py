@@ -188,6 +188,11 @@ def _times(ratio: float) -> str:
     return f"{ratio:.3g}x" if ratio < 1000 else f"{ratio:.0f}x"
 
 
+def ratio_text(value: float) -> str:
+    """A ratio for a table: two decimals, or two significant digits below 0.01 (never "0.00x")."""
+    return f"{value:.2f}x" if value >= 0.01 else f"{value:.2g}x"
+
+
 def _cases_with_several_ours(entries: List[dict]) -> set:
     """(op, size) of the cases with more than one of our implementations among ``entries`` (their
     chart labels name which of ours, e.g. cuda and triton on a GPU)."""
@@ -386,7 +391,7 @@ def write_markdown(rows: List[dict], cases: List[Case], meta: Dict[str, object],
 
     def ratio(e, which):
         value = e and e[f"{which}_speedup"]
-        return "-" if value is None else f"{value:.2f}x" + (NOISY_MARK if noisy(e, which) else "")
+        return "-" if value is None else ratio_text(value) + (NOISY_MARK if noisy(e, which) else "")
 
     for (op, size, ours, baseline), by_pass in grouped.items():
         cells = [op, size, ours, baseline]
@@ -406,8 +411,8 @@ def write_markdown(rows: List[dict], cases: List[Case], meta: Dict[str, object],
         lines += ["", f"{len(below)} of {len(measured)} (ours, baseline, pass) retentions are under the "
                   f"{RETENTION_BAR:.0%} bar" + (":" if below else "."), ""]
         lines += [f"- {e['op']} @ {e['size']}, {e['ours']} vs {e['baseline']}, "
-                  f"{e['pass'].replace('fwd_bwd', 'fwd+bwd')}: {e['quiet_speedup']:.2f}x quiet, "
-                  f"{e['busy_speedup']:.2f}x busy ({100 * e['retention']:.0f}%)"
+                  f"{e['pass'].replace('fwd_bwd', 'fwd+bwd')}: {ratio_text(e['quiet_speedup'])} quiet, "
+                  f"{ratio_text(e['busy_speedup'])} busy ({100 * e['retention']:.0f}%)"
                   + (f" {NOISY_MARK}" if noisy(e) or noisy(e, "busy") else "") for e in below]
         steady = [e for e in below if not (noisy(e) or noisy(e, "busy"))]
         if below:

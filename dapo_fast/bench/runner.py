@@ -208,11 +208,14 @@ def run_case(case: Case, repeats: int, impl_filter: Optional[List[str]] = None, 
                     row.update(_time_impl(case, impls[row["impl"]], inputs, repeats, sync, BUSY_PREFIX))
                 except Exception as err:
                     row["error"] = _error_text(err)
-    _add_ratios(case, rows)
+    add_ratios(case, rows)
     return rows
 
 
-def _add_ratios(case: Case, rows: List[dict]) -> None:
+def add_ratios(case: Case, rows: List[dict]) -> None:
+    """Add to the rows of one case what follows from their times: the speedup of each row against
+    each of the case's baselines (quiet and busy), the retention (busy / quiet speedup), the memory
+    ratio, and GB/s from the case's bytes."""
     by_name = {r["impl"]: r for r in rows}
     for r in rows:
         for base in case.baselines:

@@ -6,9 +6,17 @@ import sys
 
 
 def _bench(args) -> int:
+    import shlex
+
     from dapo_fast.bench import runner
 
-    runner.main(ops=args.ops, quick=args.quick, repeats=args.repeats, out_dir=args.out, impls=args.impls)
+    command = "dapo-fast " + " ".join(shlex.quote(a) for a in args.argv)
+    try:
+        runner.main(ops=args.ops, quick=args.quick, repeats=args.repeats, out_dir=args.out, impls=args.impls,
+                    device=args.device, busy=args.busy, threads=args.threads, report=args.report, command=command)
+    except runner.BenchError as err:
+        print(f"dapo-fast bench: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -99,7 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="small sizes only")
     bench.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
     bench.add_argument("--impls", nargs="*", help="only these implementations")
-    bench.add_argument("--out", default="benchmarks/results", help="directory for CSV/JSON/PNG")
+    bench.add_argument("--out", default="benchmarks/results", help="directory for the CSV/JSON/PNG files")
+    bench.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: build the inputs there and run "
+                       "every implementation that applies (ours per backend: cpu | cuda, triton; the references, "
+                       "torch.compile of them, the peer ops)")
+    bench.add_argument("--busy", type=int, nargs="?", const=1, default=0, metavar="N",
+                       help="also time every case with N (default 1) competing CPU-bound processes running, "
+                            "started and stopped by the runner; reports quiet and busy speedups and their ratio")
+    bench.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default, all cores)")
+    bench.add_argument("--report", metavar="PREFIX", help="write the published report: PREFIX.md and its CSV/PNG "
+                       "files in the folder PREFIX/ (instead of --out), e.g. --report docs/benchmarks")
     bench.set_defaults(func=_bench)
 
     tr = sub.add_parser("train", help="train a grounding method (default wwbl: DAPO progressive learning); DDP under torchrun")
@@ -139,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     if args.command == "bench":
         return args.func(args)
     from dapo_fast.safe_io import FileFormatError

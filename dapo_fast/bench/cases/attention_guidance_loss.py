@@ -5,16 +5,16 @@ Minimum traffic: the forward reads h and a once; forward+backward reads them onc
 gradient of a once (the fused kernels' design), reported as GB/s of each."""
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import attention_guidance_loss
 from dapo_fast.ops._reference import attention_guidance_loss as reference
 
 
-def make_inputs(batch, entities, height, width):
+def make_inputs(batch, entities, height, width, device="cpu"):
     torch.manual_seed(0)
-    return {"h": torch.rand(batch, entities, height, width),
-            "a": torch.rand(batch, entities, height, width, requires_grad=True),
-            "valid": torch.ones(batch, entities, dtype=torch.bool)}
+    return to_device({"h": torch.rand(batch, entities, height, width),
+                      "a": torch.rand(batch, entities, height, width, requires_grad=True),
+                      "valid": torch.ones(batch, entities, dtype=torch.bool)}, device)
 
 
 def _case(size, batch, entities, height, width, quick):
@@ -22,15 +22,21 @@ def _case(size, batch, entities, height, width, quick):
     compiled_pairwise = torch.compile(pairwise, dynamic=False)
     map_bytes = 4 * batch * entities * height * width
     return register(Case(
-        op="attention_guidance_loss", size=size, make_inputs=lambda: make_inputs(batch, entities, height, width),
+        op="attention_guidance_loss", size=size,
+        make_inputs=lambda device="cpu": make_inputs(batch, entities, height, width, device),
         impls={
-            "dapo_fast[cpu]": lambda i: attention_guidance_loss(i["h"], i["a"], i["valid"], backend="cpu"),
+            **backend_impls(lambda i, b: attention_guidance_loss(i["h"], i["a"], i["valid"], backend=b),
+                            ("cpu", "cuda", "triton")),
             "reference[pairwise]": lambda i: pairwise(i["h"], i["a"], i["valid"]),
             "reference[pairwise,compile]": lambda i: compiled_pairwise(i["h"], i["a"], i["valid"]),
             "reference[double-loop]": lambda i: reference.attention_guidance_loss(i["h"], i["a"], i["valid"]),
         },
-        ours=["dapo_fast[cpu]"], baselines=["reference[pairwise]", "reference[pairwise,compile]"],
+        ours=["dapo_fast[cpu]", "dapo_fast[cuda]", "dapo_fast[triton]"],
+        baselines=["reference[pairwise]", "reference[pairwise,compile]"],
         grad_inputs=["a"], bytes_moved=2 * map_bytes, bytes_moved_fwd_bwd=3 * map_bytes, quick=quick,
+        # per entity pixel: (h - a)^2, a^2 and sum_i a_i accumulated (the pair sum expands into these);
+        # per pixel (sum_i a_i)^2; the gradient of a is a few more per entity pixel
+        flops=batch * height * width * (6 * entities + 2), flops_fwd_bwd=batch * height * width * (12 * entities + 2),
         note=f"B={batch} E={entities} {height}x{width}, gradient to a",
     ))
 

@@ -3,7 +3,7 @@ boxes, vs torchvision.ops.box_iou (one call per image when batched) and the refe
 box_accuracy over 1000 maps with 1-3 ground-truth boxes each, vs the per-map reference loop."""
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import box_accuracy, box_iou
 from dapo_fast.ops._reference import box_iou as reference
 
@@ -15,12 +15,12 @@ def random_boxes(*shape, generator):
 
 
 def _iou_case(size, batch, n, m, quick):
-    def make():
+    def make(device="cpu"):
         g = torch.Generator().manual_seed(0)
-        return {"a": random_boxes(batch, n, generator=g), "b": random_boxes(batch, m, generator=g)}
+        return to_device({"a": random_boxes(batch, n, generator=g), "b": random_boxes(batch, m, generator=g)}, device)
 
     impls = {
-        "dapo_fast[cpu]": lambda i: box_iou(i["a"], i["b"], backend="cpu"),
+        **backend_impls(lambda i, backend: box_iou(i["a"], i["b"], backend=backend)),
         "reference": lambda i: reference.box_iou(i["a"], i["b"]),
     }
     try:
@@ -30,26 +30,30 @@ def _iou_case(size, batch, n, m, quick):
     except ImportError:
         pass
     return register(Case(
-        op="box_iou", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
+        op="box_iou", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]", "dapo_fast[cuda]"],
         baselines=[b for b in ("torchvision", "reference") if b in impls], bytes_moved=4 * batch * (4 * (n + m) + n * m),
+        # per pair: 2 max, 2 min, 2 differences clamped, the product, the union (2) and the division
+        flops=12 * batch * n * m,
         quick=quick, note=f"[{batch}, {n}, 4] x [{batch}, {m}, 4]; forward only (no kernel backward)",
     ))
 
 
 def _accuracy_case(size, n, quick):
-    def make():
+    def make(device="cpu"):
         g = torch.Generator().manual_seed(1)
         pred = random_boxes(n, generator=g)
         gts = [random_boxes(1 + i % 3, generator=g) for i in range(n)]
-        return {"pred": pred, "gts": gts}
+        return to_device({"pred": pred, "gts": gts}, device)
 
     impls = {
-        "dapo_fast[cpu]": lambda i: box_accuracy(i["pred"], i["gts"]),
+        "dapo_fast[auto]": lambda i: box_accuracy(i["pred"], i["gts"]),
         "reference_loop": lambda i: reference.box_accuracy(i["pred"], i["gts"]),
     }
     return register(Case(
-        op="box_accuracy", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
-        baselines=["reference_loop"], quick=quick, note=f"{n} maps, 1-3 ground-truth boxes each, IoU 0.5",
+        op="box_accuracy", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[auto]"],
+        baselines=["reference_loop"], quick=quick,
+        # read the predictions and about two ground-truth boxes per map, write one flag per map; an IoU each
+        bytes_moved=4 * 4 * (n + n * 2) + n, flops=12 * n * 2, note=f"{n} maps, 1-3 ground-truth boxes each, IoU 0.5",
     ))
 
 

@@ -3,7 +3,7 @@ T=77, d=160, vs materialise-softmax-mean (eager, torch.compile) and Attend-and-E
 (baddbmm scores on [B*heads], softmax, stored, averaged)."""
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import cross_attention_probs_mean
 from dapo_fast.ops._reference.cross_attention_probs_mean import cross_attention_probs_mean as reference
 
@@ -13,7 +13,7 @@ def attend_and_excite_form(q, k, scale):
     the [B*heads, HW, T] probabilities stored, then averaged over heads."""
     b, h, n, d = q.shape
     qb, kb = q.reshape(b * h, n, d), k.reshape(b * h, k.shape[2], d)
-    empty = torch.empty(b * h, n, kb.shape[1], dtype=q.dtype)
+    empty = torch.empty(b * h, n, kb.shape[1], dtype=q.dtype, device=q.device)
     probs = torch.baddbmm(empty, qb, kb.transpose(-1, -2), beta=0, alpha=scale).softmax(dim=-1)
     return probs.reshape(b, h, n, -1).mean(1)
 
@@ -21,24 +21,31 @@ def attend_and_excite_form(q, k, scale):
 def _case(size, batch, heads, rows, keys, dim, quick):
     scale = dim ** -0.5
 
-    def make():
+    def make(device="cpu"):
         torch.manual_seed(0)
         # the [B, HW, heads, d] projections diffusers makes, viewed as [B, heads, HW, d]
-        q = torch.randn(batch, rows, heads, dim).transpose(1, 2)
-        k = torch.randn(batch, keys, heads, dim).transpose(1, 2)
+        q = torch.randn(batch, rows, heads, dim, device=device).transpose(1, 2)
+        k = torch.randn(batch, keys, heads, dim, device=device).transpose(1, 2)
         return {"q": q.requires_grad_(), "k": k.requires_grad_()}
 
     compiled = torch.compile(reference, dynamic=False)
+    ours = backend_impls(lambda i, b: cross_attention_probs_mean(i["q"], i["k"], scale, backend=b),
+                         ("cpu", "cuda", "triton"))
     impls = {
-        "dapo_fast[cpu]": lambda i: cross_attention_probs_mean(i["q"], i["k"], scale, backend="cpu"),
+        **ours,
         "reference": lambda i: reference(i["q"], i["k"], scale),
         "reference[compile]": lambda i: compiled(i["q"], i["k"], scale),
         "attend_and_excite": lambda i: attend_and_excite_form(i["q"], i["k"], scale),
     }
     return register(Case(
-        op="cross_attention_probs_mean", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
+        op="cross_attention_probs_mean", size=size, make_inputs=make, impls=impls, ours=list(ours),
         baselines=["reference", "reference[compile]", "attend_and_excite"], grad_inputs=["q", "k"],
-        bytes_moved=4 * (batch * heads * (rows + keys) * dim + batch * rows * keys), quick=quick,
+        bytes_moved=4 * (batch * heads * (rows + keys) * dim + batch * rows * keys),
+        bytes_moved_fwd_bwd=8 * (batch * heads * (rows + keys) * dim + batch * rows * keys),
+        # q.k^T (2 per multiply-add), softmax (max, subtract, exp, sum, divide) and the head mean; the
+        # backward recomputes the probabilities and adds the two gradient products
+        flops=batch * heads * rows * keys * (2 * dim + 6),
+        flops_fwd_bwd=batch * heads * rows * keys * (8 * dim + 16), quick=quick,
         note=f"B={batch} heads={heads} HW={rows} T={keys} d={dim}",
     ))
 

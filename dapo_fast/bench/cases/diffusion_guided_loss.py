@@ -5,30 +5,34 @@ Minimum traffic: the forward reads h and a once; forward+backward reads them onc
 gradient of h once, reported as GB/s of each."""
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import diffusion_guided_loss
 from dapo_fast.ops._reference.diffusion_guided_loss import diffusion_guided_loss as reference
 
 
-def make_inputs(batch, entities, height, width):
+def make_inputs(batch, entities, height, width, device="cpu"):
     torch.manual_seed(0)
-    return {"h": torch.rand(batch, entities, height, width, requires_grad=True),
-            "a": torch.rand(batch, entities, height, width),
-            "valid": torch.ones(batch, entities, dtype=torch.bool)}
+    return to_device({"h": torch.rand(batch, entities, height, width, requires_grad=True),
+                      "a": torch.rand(batch, entities, height, width),
+                      "valid": torch.ones(batch, entities, dtype=torch.bool)}, device)
 
 
 def _case(size, batch, entities, height, width, quick):
     compiled = torch.compile(reference, dynamic=False)
     map_bytes = 4 * batch * entities * height * width
     return register(Case(
-        op="diffusion_guided_loss", size=size, make_inputs=lambda: make_inputs(batch, entities, height, width),
+        op="diffusion_guided_loss", size=size,
+        make_inputs=lambda device="cpu": make_inputs(batch, entities, height, width, device),
         impls={
-            "dapo_fast[cpu]": lambda i: diffusion_guided_loss(i["h"], i["a"], i["valid"], "none", backend="cpu"),
+            **backend_impls(lambda i, b: diffusion_guided_loss(i["h"], i["a"], i["valid"], "none", backend=b),
+                            ("cpu", "cuda", "triton")),
             "reference": lambda i: reference(i["h"], i["a"], i["valid"]),
             "reference[compile]": lambda i: compiled(i["h"], i["a"], i["valid"]),
         },
-        ours=["dapo_fast[cpu]"], baselines=["reference", "reference[compile]"], grad_inputs=["h"],
-        bytes_moved=2 * map_bytes, bytes_moved_fwd_bwd=3 * map_bytes, quick=quick,
+        ours=["dapo_fast[cpu]", "dapo_fast[cuda]", "dapo_fast[triton]"], baselines=["reference", "reference[compile]"],
+        grad_inputs=["h"], bytes_moved=2 * map_bytes, bytes_moved_fwd_bwd=3 * map_bytes, quick=quick,
+        # (h - a)^2 accumulated: 3 per value; the gradient 2 (h - a) g: 2 more
+        flops=3 * map_bytes // 4, flops_fwd_bwd=5 * map_bytes // 4,
         note=f"B={batch} E={entities} {height}x{width}, gradient to h",
     ))
 

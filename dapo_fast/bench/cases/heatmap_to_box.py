@@ -2,7 +2,7 @@
 OpenCV loop of the original code (the reference), for each protocol."""
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import heatmap_to_box
 from dapo_fast.ops._reference.heatmap_to_box import heatmap_to_box as reference
 
@@ -26,16 +26,17 @@ def smooth_maps(n, h, w, seed=0):
 
 
 def _case(size, n, h, w, quick, protocol="components"):
-    def make():
-        return {"maps": smooth_maps(n, h, w)}
+    def make(device="cpu"):
+        return to_device({"maps": smooth_maps(n, h, w)}, device)
 
     impls = {
-        "dapo_fast[cpu]": lambda i: heatmap_to_box(i["maps"], protocol=protocol, backend="cpu"),
+        **backend_impls(lambda i, backend: heatmap_to_box(i["maps"], protocol=protocol, backend=backend)),
         "opencv_loop": lambda i: reference(i["maps"], protocol=protocol),
     }
     return register(Case(
-        op="heatmap_to_box", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
-        baselines=["opencv_loop"], bytes_moved=4 * n * h * w, quick=quick,
+        op="heatmap_to_box", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]", "dapo_fast[cuda]"],
+        # per pixel: the map's maximum, the relative threshold and the component labelling's comparisons
+        baselines=["opencv_loop"], bytes_moved=4 * n * h * w, flops=4 * n * h * w, quick=quick,
         note=f"protocol={protocol}; reference = per-map OpenCV loop",
     ))
 

@@ -3,7 +3,7 @@
 torch._foreach_lerp_."""
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import momentum_update_
 from dapo_fast.ops._reference.momentum_update import momentum_update_ as reference
 from dapo_fast.ops._reference.momentum_update import momentum_update_lerp_loop_ as lerp_loop
@@ -26,16 +26,19 @@ def make_inputs(shapes, seed=0):
 
 def _case(size, shapes, quick):
     numel = sum(torch.Size(s).numel() for s in shapes)
+    ours = backend_impls(lambda i, b: momentum_update_(i["teacher"], i["student"], 0.99, backend=b),
+                         ("cpu", "cuda", "triton"))
     impls = {
-        "dapo_fast[cpu]": lambda i: momentum_update_(i["teacher"], i["student"], 0.99, backend="cpu"),
+        **ours,
         "lerp_loop": lambda i: lerp_loop(i["teacher"], i["student"], 0.99),
         "reference": lambda i: reference(i["teacher"], i["student"], 0.99),
         "torch._foreach_lerp_": lambda i: torch._foreach_lerp_(i["teacher"], i["student"], 0.01),
     }
     return register(Case(
-        op="momentum_update_", size=size, make_inputs=lambda: make_inputs(shapes), impls=impls,
-        ours=["dapo_fast[cpu]"], baselines=["lerp_loop", "reference", "torch._foreach_lerp_"],
-        bytes_moved=3 * 4 * numel, quick=quick, note=f"{len(shapes)} tensors, {numel} floats, in place",
+        op="momentum_update_", size=size, make_inputs=lambda device="cpu": to_device(make_inputs(shapes), device),
+        impls=impls, ours=list(ours), baselines=["lerp_loop", "reference", "torch._foreach_lerp_"],
+        bytes_moved=3 * 4 * numel, flops=3 * numel, quick=quick,
+        note=f"{len(shapes)} tensors, {numel} floats, in place",
     ))
 
 

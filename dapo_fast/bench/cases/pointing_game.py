@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from dapo_fast.bench.cases.heatmap_to_box import smooth_maps
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import pointing_game, pointing_game_masks
 
 
@@ -16,25 +16,27 @@ def opencv_resize_loop(maps, sizes):
     import numpy as np
 
     peaks = []
-    for m, (h, w) in zip(maps.numpy(), sizes.tolist()):
+    for m, (h, w) in zip(maps.cpu().numpy(), sizes.tolist()):
         r = cv2.resize(m, (w, h))
         peaks.append(np.unravel_index(np.argmax(r), r.shape))
     return torch.tensor(peaks)
 
 
 def _case(size, n, h, w, quick):
-    def make():
+    def make(device="cpu"):
         sizes = torch.tensor([[375, 500]]).expand(n, 2).contiguous()
         boxes = [torch.tensor([[100.0, 80.0, 300.0, 260.0]])] * n
-        return {"maps": smooth_maps(n, h, w, seed=1), "sizes": sizes, "boxes": boxes}
+        return to_device({"maps": smooth_maps(n, h, w, seed=1), "sizes": sizes, "boxes": boxes}, device)
 
     impls = {
-        "dapo_fast[cpu]": lambda i: pointing_game(i["maps"], i["boxes"], i["sizes"], backend="cpu"),
+        **backend_impls(lambda i, backend: pointing_game(i["maps"], i["boxes"], i["sizes"], backend=backend)),
         "opencv_loop": lambda i: opencv_resize_loop(i["maps"], i["sizes"]),
     }
     return register(Case(
-        op="pointing_game", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
+        op="pointing_game", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]", "dapo_fast[cuda]"],
         baselines=["opencv_loop"], quick=quick, note="maps resized to 375x500 images",
+        # read the maps; per resized pixel 4 bilinear taps (a multiply-add each) and the argmax comparison
+        bytes_moved=4 * n * h * w + 16 * n + 8 * n, flops=9 * n * 375 * 500,
     ))
 
 
@@ -47,18 +49,20 @@ def interpolate_argmax_lookup(maps, masks):
 
 
 def _masks_case(size, n, h, w, quick):
-    def make():
+    def make(device="cpu"):
         masks = torch.zeros(n, 375, 500, dtype=torch.bool)
         masks[:, 80:260, 100:300] = True
-        return {"maps": smooth_maps(n, h, w, seed=1), "masks": masks}
+        return to_device({"maps": smooth_maps(n, h, w, seed=1), "masks": masks}, device)
 
     impls = {
-        "dapo_fast[cpu]": lambda i: pointing_game_masks(i["maps"], i["masks"], backend="cpu"),
+        **backend_impls(lambda i, backend: pointing_game_masks(i["maps"], i["masks"], backend=backend)),
         "interpolate_argmax": lambda i: interpolate_argmax_lookup(i["maps"], i["masks"]),
     }
     return register(Case(
-        op="pointing_game_masks", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
+        op="pointing_game_masks", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]", "dapo_fast[cuda]"],
         baselines=["interpolate_argmax"], quick=quick, note="maps resized to 375x500 masks",
+        # read the maps and one mask value per map; per resized pixel 4 taps and the argmax comparison
+        bytes_moved=4 * n * h * w + n, flops=9 * n * 375 * 500,
     ))
 
 

@@ -8,7 +8,7 @@ Peak CPU allocation of forward+backward is reported per implementation (measure_
 """
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import pseudo_label_contrastive_loss
 from dapo_fast.ops._reference.pseudo_label_contrastive_loss import (
     pseudo_label_contrastive_loss as reference, pseudo_label_contrastive_loss_mpl_code_form as code_form)
@@ -45,7 +45,8 @@ def floor_matmul(i):
 def impls_for(mode, with_code_form=True, with_compile=True):
     kw = dict(tau=1.0, teacher_tau=0.3, mode=mode)
     impls = {
-        "dapo_fast[cpu]": lambda i: pseudo_label_contrastive_loss(*_args(i), **kw, backend="cpu"),
+        **backend_impls(lambda i, b: pseudo_label_contrastive_loss(*_args(i), **kw, backend=b),
+                        ("cpu", "cuda", "triton")),
         "floor[matmul]": floor_matmul,
         "reference": lambda i: reference(*_args(i), 1.0, 0.3, mode, "mean"),
     }
@@ -60,10 +61,19 @@ def impls_for(mode, with_code_form=True, with_compile=True):
 def _case(size, b, mode, quick, with_code_form=True, with_compile=True):
     impls = impls_for(mode, with_code_form, with_compile)
     baselines = [n for n in ("mpl_code_form", "reference", "reference[compile]", "floor[matmul]") if n in impls]
+    embeddings = 4 * (b * Q * D + b * K * D)
+    masks = b * Q + b * K + b * b * K
+    logits = b * Q * b * K
     return register(Case(
-        op="pseudo_label_contrastive_loss", size=size, make_inputs=lambda: make_inputs(b), impls=impls,
-        ours=["dapo_fast[cpu]"], baselines=baselines, grad_inputs=["phrase", "region"], quick=quick,
-        measure_memory=True,
+        op="pseudo_label_contrastive_loss", size=size,
+        make_inputs=lambda device="cpu": to_device(make_inputs(b), device),
+        impls=impls, ours=[n for n in impls if n.startswith("dapo_fast[")], baselines=baselines,
+        grad_inputs=["phrase", "region"], quick=quick, measure_memory=True,
+        # read the student and teacher embeddings and the masks (+ write the two gradients)
+        bytes_moved=2 * embeddings + masks, bytes_moved_fwd_bwd=3 * embeddings + masks,
+        # student and teacher logits (2 D per pair), log-softmax / softmax / product (~10 per pair); the
+        # backward adds the two gradient products and the softmax gradient
+        flops=logits * (4 * D + 10), flops_fwd_bwd=logits * (8 * D + 16),
         note=f"B={b} K={K} Q={Q} D={D} mode={mode} fn density {FN_DENSITY}; floor[matmul] = the plain products",
     ))
 

@@ -2,7 +2,7 @@
 proposals of 32x32, vs the eager reference, torch.compile of it and the paper's code form."""
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import region_ambiguity
 from dapo_fast.ops._reference.region_ambiguity import region_ambiguity as reference
 
@@ -30,24 +30,30 @@ def pcnet_loop(response, masks, valid, variant="iou", eps=1e-5):
 
 
 def _case(size, b, s, p, h, w, quick):
-    def make():
+    def make(device="cpu"):
         g = torch.Generator().manual_seed(0)
         response = torch.rand(b, s, h, w, generator=g).requires_grad_()
         masks = torch.rand(b, p, h, w, generator=g) > 0.7
         valid = torch.ones(b, p, dtype=torch.bool)
-        return {"response": response, "masks": masks, "valid": valid}
+        return to_device({"response": response, "masks": masks, "valid": valid}, device)
 
     compiled = torch.compile(reference, dynamic=False)
     impls = {
-        "dapo_fast[cpu]": lambda i: region_ambiguity(i["response"], i["masks"], i["valid"], backend="cpu"),
+        **backend_impls(lambda i, backend: region_ambiguity(i["response"], i["masks"], i["valid"], backend=backend),
+                        ("cpu", "cuda", "triton")),
         "reference": lambda i: reference(i["response"], i["masks"], i["valid"]),
         "reference[compile]": lambda i: compiled(i["response"], i["masks"], i["valid"]),
         "pcnet_loop": lambda i: pcnet_loop(i["response"], i["masks"], i["valid"]),
     }
     return register(Case(
-        op="region_ambiguity", size=size, make_inputs=make, impls=impls, ours=["dapo_fast[cpu]"],
+        op="region_ambiguity", size=size, make_inputs=make, impls=impls,
+        ours=["dapo_fast[cpu]", "dapo_fast[cuda]", "dapo_fast[triton]"],
         baselines=["reference", "reference[compile]", "pcnet_loop"], grad_inputs=["response"],
-        bytes_moved=4 * b * s * h * w * 2 + b * p * h * w, quick=quick,
+        bytes_moved=4 * b * s * h * w * 2 + b * p * h * w, bytes_moved_fwd_bwd=4 * b * s * h * w * 3 + b * p * h * w,
+        # the alignment scores (product + max per stage, proposal, pixel), the background union (a max
+        # per stage, proposal, pixel) and the two soft IoUs (4 per stage pixel); the backward ~6 per stage pixel
+        flops=3 * b * s * p * h * w + 8 * b * s * h * w, flops_fwd_bwd=3 * b * s * p * h * w + 14 * b * s * h * w,
+        quick=quick,
         note="bool masks, all valid, variant iou",
     ))
 

@@ -3,7 +3,7 @@ For a channels_last map, ours reads the map in place either way and runs with to
 (the default: NCHW output and input gradient) and with keep_channels_last=True (both channels_last)."""
 import torch
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import roi_align
 from dapo_fast.ops._reference.roi_align import roi_align as reference
 
@@ -21,16 +21,17 @@ def reir_rois(images: int, per_image: int, width: float = 800.0, height: float =
 def _case(size, shape, per_image, channels_last, quick):
     args = dict(output_size=7, spatial_scale=1 / 16, sampling_ratio=2, aligned=True)
 
-    def make():
+    def make(device="cpu"):
         torch.manual_seed(0)
         x = torch.randn(*shape)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return {"input": x.requires_grad_(), "rois": reir_rois(shape[0], per_image)}
+        return to_device({"input": x.requires_grad_(), "rois": reir_rois(shape[0], per_image)}, device)
 
     compiled = torch.compile(reference, dynamic=False)
+    backends = backend_impls(lambda i, b: roi_align(i["input"], i["rois"], **args, backend=b), ("cpu", "cuda", "triton"))
     impls = {
-        "dapo_fast[cpu]": lambda i: roi_align(i["input"], i["rois"], **args, backend="cpu"),
+        **backends,
         "reference": lambda i: reference(i["input"], i["rois"], 1 / 16, 7, 7, 2, True),
         "reference[compile]": lambda i: compiled(i["input"], i["rois"], 1 / 16, 7, 7, 2, True),
     }
@@ -40,7 +41,7 @@ def _case(size, shape, per_image, channels_last, quick):
         impls["torchvision"] = lambda i: torchvision.ops.roi_align(i["input"], i["rois"], **args)
     except ImportError:
         pass
-    ours = ["dapo_fast[cpu]"]
+    ours = list(backends)
     if channels_last:
         impls["dapo_fast[cpu,keep_channels_last]"] = lambda i: roi_align(i["input"], i["rois"], **args, backend="cpu",
                                                                         keep_channels_last=True)
@@ -48,10 +49,14 @@ def _case(size, shape, per_image, channels_last, quick):
     n, c = shape[0], shape[1]
     k = n * per_image
     bytes_moved = 4 * (shape[0] * c * shape[2] * shape[3] + k * c * 49)
+    # per output value: 2x2 samples of 4 bilinear taps (a multiply-add each) and their mean; the
+    # backward scatters the same taps
+    flops = k * c * 49 * (4 * 4 * 2 + 4)
     return register(Case(
         op="roi_align", size=size, make_inputs=make, impls=impls, ours=ours,
         baselines=[b for b in ("torchvision", "reference", "reference[compile]") if b in impls],
-        grad_inputs=["input"], bytes_moved=bytes_moved, quick=quick,
+        grad_inputs=["input"], bytes_moved=bytes_moved, bytes_moved_fwd_bwd=2 * bytes_moved, flops=flops,
+        flops_fwd_bwd=2 * flops, quick=quick,
         note="aligned=True, sampling_ratio=2, spatial_scale=1/16, 7x7",
     ))
 

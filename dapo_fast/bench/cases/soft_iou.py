@@ -3,7 +3,7 @@
 import torch
 
 from dapo_fast.bench.cases.proposal_alignment import make_inputs
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register
 from dapo_fast.ops import soft_iou
 from dapo_fast.ops._reference.soft_iou import soft_iou as reference
 
@@ -11,14 +11,19 @@ from dapo_fast.ops._reference.soft_iou import soft_iou as reference
 def _case(size, b, s, p, h, w, quick):
     compiled = torch.compile(reference, dynamic=False)
     impls = {
-        "dapo_fast[cpu]": lambda i: soft_iou(i["response"], i["masks"], "half_dice", backend="cpu"),
+        **backend_impls(lambda i, backend: soft_iou(i["response"], i["masks"], "half_dice", backend=backend)),
         "reference": lambda i: reference(i["response"], i["masks"], "half_dice"),
         "reference[compile]": lambda i: compiled(i["response"], i["masks"], "half_dice"),
     }
     return register(Case(
-        op="soft_iou", size=size, make_inputs=lambda: make_inputs(b, s, p, h, w), impls=impls,
-        ours=["dapo_fast[cpu]"], baselines=["reference", "reference[compile]"], grad_inputs=["response"],
-        bytes_moved=4 * b * s * h * w + b * p * h * w, quick=quick, note="bool masks, variant half_dice (PCNet's code)",
+        op="soft_iou", size=size, make_inputs=lambda device="cpu": make_inputs(b, s, p, h, w, device=device),
+        impls=impls, ours=["dapo_fast[cpu]", "dapo_fast[cuda]"], baselines=["reference", "reference[compile]"],
+        grad_inputs=["response"], bytes_moved=4 * b * s * h * w + b * p * h * w + 4 * b * s * p,
+        bytes_moved_fwd_bwd=8 * b * s * h * w + b * p * h * w + 8 * b * s * p,
+        # per (stage, proposal, pixel) the masked sum of r (2), plus the sums of r and m; the backward
+        # adds per (stage, proposal, pixel) the gradient term (2)
+        flops=2 * b * s * p * h * w + b * (s + p) * h * w, flops_fwd_bwd=4 * b * s * p * h * w + b * (s + p) * h * w,
+        quick=quick, note="bool masks, variant half_dice (PCNet's code)",
     ))
 
 

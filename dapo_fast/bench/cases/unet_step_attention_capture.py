@@ -10,19 +10,20 @@ from dapo_fast.bench.registry import Case, register
 
 
 def _case():
-    def make():
+    def make(device="cpu"):
         from dapo_fast.diffusion import (AttentionMapStore, ExplicitAttentionStore, register as register_fused,
                                          register_explicit)
         from dapo_fast.diffusion.tiny_sd import tiny_unet
 
         torch.manual_seed(0)
-        default = tiny_unet()
+        default = tiny_unet().to(device)
         fused, explicit = copy.deepcopy(default), copy.deepcopy(default)
         fused_store = AttentionMapStore((16,), classifier_free_guidance=True)
         register_fused(fused, fused_store)
         explicit_store = ExplicitAttentionStore(classifier_free_guidance=True)
         register_explicit(explicit, explicit_store)
-        return {"latents": torch.randn(2, 4, 16, 16), "embeds": torch.randn(2, 77, 32), "default": default,
+        return {"latents": torch.randn(2, 4, 16, 16, device=device), "embeds": torch.randn(2, 77, 32, device=device),
+                "default": default,
                 "fused": fused, "fused_store": fused_store, "explicit": explicit, "explicit_store": explicit_store}
 
     def step(unet_key, store_key):

@@ -4,23 +4,25 @@ the weight."""
 import torch
 import torch.nn.functional as F
 
-from dapo_fast.bench.registry import Case, register
+from dapo_fast.bench.registry import Case, backend_impls, register, to_device
 from dapo_fast.ops import weighted_smooth_l1
 from dapo_fast.ops._reference.weighted_smooth_l1 import weighted_smooth_l1 as reference
 
 BETA = 1.0 / 9  # detectron2's default for box regression
 
 
-def make_inputs(shape):
+def make_inputs(shape, device="cpu"):
     g = torch.Generator().manual_seed(0)
-    return {"input": torch.randn(*shape, 4, generator=g).requires_grad_(), "target": torch.randn(*shape, 4, generator=g),
-            "weight": (torch.rand(*shape, generator=g) > 0.5).float()}
+    return to_device({"input": torch.randn(*shape, 4, generator=g).requires_grad_(),
+                      "target": torch.randn(*shape, 4, generator=g),
+                      "weight": (torch.rand(*shape, generator=g) > 0.5).float()}, device)
 
 
 def _case(size, shape, quick):
     compiled = torch.compile(reference, dynamic=False)
     impls = {
-        "dapo_fast[cpu]": lambda i: weighted_smooth_l1(i["input"], i["target"], i["weight"], BETA, backend="cpu"),
+        **backend_impls(lambda i, backend: weighted_smooth_l1(i["input"], i["target"], i["weight"], BETA,
+                                                              backend=backend)),
         "reference": lambda i: reference(i["input"], i["target"], i["weight"][..., None], BETA),
         "reference[compile]": lambda i: compiled(i["input"], i["target"], i["weight"][..., None], BETA),
         "torch_smooth_l1": lambda i: (i["weight"][..., None] * F.smooth_l1_loss(i["input"], i["target"], reduction="none",
@@ -28,9 +30,13 @@ def _case(size, shape, quick):
     }
     numel = 4 * torch.Size(shape).numel()
     return register(Case(
-        op="weighted_smooth_l1", size=size, make_inputs=lambda: make_inputs(shape), impls=impls,
-        ours=["dapo_fast[cpu]"], baselines=["torch_smooth_l1", "reference", "reference[compile]"], grad_inputs=["input"],
-        bytes_moved=4 * (2 * numel + numel // 4), quick=quick, note=f"deltas {tuple(shape) + (4,)}, beta 1/9, sum",
+        op="weighted_smooth_l1", size=size, make_inputs=lambda device="cpu": make_inputs(shape, device), impls=impls,
+        ours=["dapo_fast[cpu]", "dapo_fast[cuda]"], baselines=["torch_smooth_l1", "reference", "reference[compile]"],
+        grad_inputs=["input"], bytes_moved=4 * (2 * numel + numel // 4),
+        bytes_moved_fwd_bwd=4 * (3 * numel + numel // 4),
+        # per value: difference, |.|, the branch test, the quadratic or linear piece (3), the weight and
+        # the sum; the gradient w * clamp(d / beta, -1, 1): 4 more
+        flops=8 * numel, flops_fwd_bwd=12 * numel, quick=quick, note=f"deltas {tuple(shape) + (4,)}, beta 1/9, sum",
     ))
 
 

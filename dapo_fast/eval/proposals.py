@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from dapo_fast.eval.grounding import SUBSETS, union_boxes
+from dapo_fast.eval.stats import bootstrap_interval
 from dapo_fast.ops import box_accuracy, box_iou
 
 IOU_THRESHOLD = 0.5
@@ -69,11 +70,12 @@ def evaluate(predict: Callable[[Dict], Dict[str, torch.Tensor]], collate_eval: C
              input_size: int, batch_size: int = 128, limit: Optional[int] = None) -> Dict:
     """{"acc", "miou", "oracle", "random", "pointit", "entities", "acc_<name>" and "miou_<name>" for
     every other box the predictor names, "subsets": {name: the same}} in percent (mean IoU x 100),
+    each with its 95% bootstrap interval over test samples ("<key>_ci": [low, high]),
     over every entity of ``dataset``."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     hits: Dict[str, List[torch.Tensor]] = {}
     ious: Dict[str, List[torch.Tensor]] = {}
-    oracle, rand, point, counts = [], [], [], []
+    oracle, rand, point, counts, samples_of = [], [], [], [], []
     for i0 in range(0, n, batch_size):
         p = predict_entities(predict, collate_eval, [dataset[i] for i in range(i0, min(n, i0 + batch_size))],
                              input_size)
@@ -86,16 +88,19 @@ def evaluate(predict: Callable[[Dict], Dict[str, torch.Tensor]], collate_eval: C
         rand.append(r)
         point.append(centre_hits(p["boxes"]["box"], p["gt_boxes"]))
         counts.append(p["num_objects"])
+        samples_of.append(torch.tensor(p["owner"], dtype=torch.long) + i0)
     columns = {("acc" if k == "box" else f"acc_{k}"): torch.cat(v).double() for k, v in hits.items()}
     # mean IoU (in %, like the rest) shows what moving a box buys below and above the 0.5 cut
     columns.update({("miou" if k == "box" else f"miou_{k}"): torch.cat(v).nan_to_num(0.0) for k, v in ious.items()})
     columns.update(oracle=torch.cat(oracle).double(), random=torch.cat(rand), pointit=torch.cat(point).double())
-    cnt = torch.cat(counts)
+    cnt, sample = torch.cat(counts), torch.cat(samples_of)
 
     def summary(mask):
-        k = int(mask.sum())
-        out = {name: 100.0 * float(v[mask].mean()) if k else float("nan") for name, v in columns.items()}
-        out["entities"] = k
+        out = dict(entities=int(mask.sum()))
+        for name, v in columns.items():  # 95% bootstrap interval over test samples beside each value
+            ci = bootstrap_interval(v[mask], sample[mask])
+            out[name] = 100.0 * ci.mean
+            out[name + "_ci"] = [100.0 * ci.low, 100.0 * ci.high]
         return out
 
     res = summary(torch.ones_like(cnt, dtype=torch.bool))

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from dapo_fast.eval.grounding import SUBSETS
+from dapo_fast.eval.stats import bootstrap_interval
 from dapo_fast.ops import pointing_game_masks
 
 __all__ = ["mask_scores", "summarise", "save_response_grid", "SUBSET_NAMES"]
@@ -71,19 +72,22 @@ def mask_scores(heatmaps: torch.Tensor, gt_masks: Sequence[torch.Tensor], thresh
 
 def summarise(scores: Dict, num_objects: torch.Tensor) -> Dict:
     """{"pointm", "pointm_align_corners", "miou", "oiou" (percent), "maps", "subsets": {name: same}}
-    over every map and per object-count subset of the maps' images."""
+    over every map and per object-count subset of the maps' images; PointM and mIoU with their 95%
+    bootstrap interval over the maps ("<key>_ci": [low, high])."""
     iou = scores["inter"] / scores["union"].clamp_min(1)
+    per_map = dict(pointm=scores["hit"].double(), pointm_align_corners=scores["hit_align_corners"].double(), miou=iou)
 
     def one(mask: torch.Tensor) -> Dict:
         k = int(mask.sum())
         if k == 0:
             nan = float("nan")
             return dict(pointm=nan, pointm_align_corners=nan, miou=nan, oiou=nan, maps=0)
-        return dict(pointm=100.0 * float(scores["hit"][mask].double().mean()),
-                    pointm_align_corners=100.0 * float(scores["hit_align_corners"][mask].double().mean()),
-                    miou=100.0 * float(iou[mask].mean()),
-                    oiou=100.0 * float(scores["inter"][mask].sum() / scores["union"][mask].sum().clamp_min(1)),
-                    maps=k)
+        out = dict(oiou=100.0 * float(scores["inter"][mask].sum() / scores["union"][mask].sum().clamp_min(1)), maps=k)
+        for name, values in per_map.items():
+            ci = bootstrap_interval(values[mask])
+            out[name] = 100.0 * ci.mean
+            out[name + "_ci"] = [100.0 * ci.low, 100.0 * ci.high]
+        return out
 
     res = one(torch.ones_like(num_objects, dtype=torch.bool))
     res["subsets"] = {name: one((num_objects >= lo) & (num_objects <= hi)) for name, lo, hi in SUBSETS}

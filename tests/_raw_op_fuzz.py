@@ -44,14 +44,14 @@ def _bools(*shape):
 
 # one valid call per compiled op (CPU tensors)
 SAMPLES = {
-    "roi_align": lambda: (_rand(2, 3, 6, 7), _rois(4, 2, 5), 1.0, 3, 2, 2, True),
+    "roi_align": lambda: (_rand(2, 3, 6, 7), _rois(4, 2, 5), 1.0, 3, 2, 2, True, False),
     "roi_align_backward": lambda: (_rand(4, 3, 3, 2), _rois(4, 2, 5), 1.0, 3, 2, 2, 3, 6, 7, 2, True),
     "box_iou": lambda: (_boxes(2, 3), _boxes(2, 4)),
     "box_encode": lambda: (_boxes(5), _boxes(5), [10.0, 10.0, 5.0, 5.0]),
     "box_encode_backward": lambda: (_rand(5, 4), _boxes(5), _boxes(5), [10.0, 10.0, 5.0, 5.0]),
     "box_decode": lambda: (_rand(5, 4), _boxes(5), [10.0, 10.0, 5.0, 5.0], math.log(1000 / 16)),
     "box_decode_backward": lambda: (_rand(5, 4), _rand(5, 4), _boxes(5), [10.0, 10.0, 5.0, 5.0], 4.0),
-    "self_taught_targets": lambda: (_boxes(2, 5), torch.rand(2, 3, 5), 0.6, 0.1, [10.0, 10.0, 5.0, 5.0]),
+    "self_taught_targets": lambda: (_boxes(2, 5), torch.rand(2, 3, 5), 0.6, 0.1, [10.0, 10.0, 5.0, 5.0], False),
     "weighted_smooth_l1": lambda: (_rand(3, 4), _rand(3, 4), torch.rand(3, 4), 1.0, 1),
     "weighted_smooth_l1_backward": lambda: (_rand(()), _rand(3, 4), _rand(3, 4), torch.rand(3, 4), 1.0, 1),
     "proposal_alignment": lambda: (_rand(2, 3, 5, 6), _bools(2, 4, 5, 6), _bools(2, 4)),
@@ -78,7 +78,8 @@ SAMPLES = {
     "diffusion_guided_loss": lambda: (torch.rand(2, 3, 4, 5), torch.rand(2, 3, 4, 5), _bools(2, 3)),
     "diffusion_guided_loss_backward": lambda: (_rand(2), torch.rand(2, 3, 4, 5), torch.rand(2, 3, 4, 5), _bools(2, 3)),
     "heatmap_to_box": lambda: (torch.rand(3, 5, 6), 0.5, 0.5, False),
-    "resized_argmax": lambda: (torch.rand(3, 5, 6), torch.randint(1, 20, (3, 2))),
+    "heatmap_to_box_wwbl": lambda: (torch.rand(3, 5, 6), torch.randint(0, 256, (256,), dtype=torch.uint8), 0.5, 0.5, 0.05),
+    "resized_argmax": lambda: (torch.rand(3, 5, 6), torch.randint(1, 20, (3, 2)), False),
 }
 
 HOSTILE_INTS = [-1, 0, 2**31, -2**31 - 1, 2**40]

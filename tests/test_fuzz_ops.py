@@ -197,7 +197,9 @@ def _(d: Draw):
                 spatial_scale=scale, sampling_ratio=d.int(-2, 3), aligned=d.coin())
 
 
-@spec(name="box_iou", call=front(ops.box_iou), tensors={"a": dict(), "b": dict()}, grads=("a", "b"))
+# box_iou takes any real dtype (integer boxes give a float IoU, mixed dtypes promote: torchvision's)
+@spec(name="box_iou", call=front(ops.box_iou), tensors={"a": dict(dtype=False), "b": dict(dtype=False)},
+      grads=("a", "b"))
 def _(d: Draw):
     dtype = d.dtype()
     if d.coin(0.3):

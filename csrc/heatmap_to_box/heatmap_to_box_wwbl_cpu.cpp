@@ -160,7 +160,7 @@ void box_of_map(const scalar_t* map, int h, int w, const uint8_t* gray_table, do
   double lo = INFINITY, hi = -INFINITY;
   for (int64_t i = 0; i < hw; ++i) {
     const double v = static_cast<double>(map[i]);
-    if (v != v) {
+    if (!std::isfinite(v)) {  // NaN or +-Inf: no min-max normalisation, a NaN box (as the reference)
       std::fill(out, out + 4, NAN);
       return;
     }
@@ -198,10 +198,16 @@ void box_of_map(const scalar_t* map, int h, int w, const uint8_t* gray_table, do
     best = std::max(best, conf[c]);
   }
   int x0 = INT32_MAX, y0 = INT32_MAX, x1 = INT32_MIN, y1 = INT32_MIN;
+  bool any = false;
   for (int64_t c : nms_corner_form(rects, scores, nms_threshold)) {
     if (!(conf[c] > conf_threshold * best)) continue;
+    any = true;
     x0 = std::min(x0, rects[c].x), y0 = std::min(y0, rects[c].y);
     x1 = std::max(x1, rects[c].x + rects[c].w), y1 = std::max(y1, rects[c].y + rects[c].h);
+  }
+  if (!any) {  // no rectangle above conf_threshold * best (conf_threshold >= 1): WWbL's default box
+    out[0] = 0.0f, out[1] = 0.0f, out[2] = 1.0f, out[3] = 1.0f;
+    return;
   }
   out[0] = static_cast<float>(x0), out[1] = static_cast<float>(y0);
   out[2] = static_cast<float>(x1), out[3] = static_cast<float>(y1);

@@ -33,8 +33,9 @@ def _computable(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
 
 @torch.jit.unused
 def _box_iou(a: Tensor, b: Tensor, backend: str) -> Tensor:
+    _checks.tensor(a, "a", dtypes=None)
+    _checks.tensor(b, "b", dtypes=None, device=a.device)
     for t, name in ((a, "a"), (b, "b")):
-        _checks.tensor(t, name, dtypes=None, device=a.device)
         if t.dtype == torch.bool or t.is_complex():
             raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
     if a.dim() not in (2, 3) or a.shape[-1] != 4:

@@ -30,8 +30,8 @@ steps are spelled out in ``dapo_fast/ops/_reference/heatmap_to_box.py``. A flat 
 numbers comparable with WWbL's and DAPO's papers. CPU kernel (CUDA tensors are boxed on the CPU:
 the NMS orders equal confidences by torch's CPU sort, as WWbL's code does).
 
-A map containing NaN gives a NaN box (both protocols); so does +-Inf with the components protocol
-(min-max normalisation is undefined there). box_accuracy counts a NaN box as a miss.
+A map containing NaN or +-Inf gives a NaN box (both protocols: min-max normalisation is undefined
+there). box_accuracy counts a NaN box as a miss.
 """
 import torch
 from torch import Tensor

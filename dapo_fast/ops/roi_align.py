@@ -59,6 +59,8 @@ def _checked_rois(boxes, input: Tensor) -> Tensor:
         return boxes
     if not isinstance(boxes, (list, tuple)):
         raise TypeError(f"boxes must be a Tensor[K, 5] or a list of Tensor[L, 4], got {type(boxes).__name__}")
+    if len(boxes) == 0:  # torchvision refuses it too (torch.cat of nothing)
+        raise ValueError("boxes must be a Tensor[K, 5] or a non-empty list of Tensor[L, 4] (one per image), got []")
     for i, b in enumerate(boxes):
         _checks.tensor(b, f"boxes[{i}]", dtypes=None)
         if b.dim() != 2 or b.shape[1] != 4:

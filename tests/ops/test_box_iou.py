@@ -153,7 +153,7 @@ def test_compile_fullgraph_eval(seed):
     their ground truth (the kernel) and box_accuracy with padded and with per-map boxes."""
     pred = random_boxes(12)
     padded = torch.cat([pred[:, None] + torch.randn(12, 1, 4), random_boxes(12, 2)], dim=1)  # [N, 3, 4]
-    per_map = [random_boxes(i % 3) for i in range(11)] + [pred[11:] + 0.5]
+    per_map = [random_boxes(i % 3) for i in range(11)] + [pred[11:] + 0.01]  # a hit at threshold 0.3
 
     def evaluate(pred, padded, per_map):
         return (box_iou(pred[:, None], padded), box_accuracy(pred, padded), box_accuracy(pred, per_map, 0.3))

@@ -238,13 +238,16 @@ def test_not_differentiable_and_says_so(backend):
     assert not heatmap_to_box(maps, backend=backend).requires_grad
 
 
+@pytest.mark.parametrize("protocol", ["components", "wwbl"])
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
-def test_non_finite_map_gives_a_nan_box(backend):
+def test_non_finite_map_gives_a_nan_box(backend, protocol):
     # the reference used to fail (min() of an empty sequence) on a map with +Inf, the kernel
-    # returned a box for one with -Inf
+    # returned a box for one with -Inf; the wwbl kernel read its gray table out of bounds
     maps = torch.rand(3, 5, 6, dtype=torch.float64)
     maps[0, 2, 3], maps[1, 0, 0] = float("inf"), -float("inf")
-    out = heatmap_to_box(maps, 0.0, 1.0, backend=backend)
+    out = heatmap_to_box(maps, 0.0, 1.0, protocol=protocol, backend=backend)
+    if protocol == "wwbl":  # conf_threshold 1 keeps no rectangle: WWbL's default box, on every backend
+        assert out[2].tolist() == [0.0, 0.0, 1.0, 1.0]
     assert torch.isnan(out[:2]).all() and torch.isfinite(out[2]).all()
 
 

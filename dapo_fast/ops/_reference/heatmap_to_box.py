@@ -108,13 +108,14 @@ def heatmap_to_box_wwbl_one(heat: np.ndarray, threshold: float = 0.5, conf_thres
        rectangles;
     7. the union box (x1, y1, x1 + w, y1 + h) of the survivors.
 
-    No contour (a flat map, or rel_threshold 1): WWbL's box (0, 0, 1, 1). A map with NaN gives a
-    NaN box.
+    No contour (a flat map, or rel_threshold 1) or no rectangle kept (conf_threshold >= 1): WWbL's
+    box (0, 0, 1, 1). A map with NaN or +-Inf gives a NaN box (its min-max normalisation is
+    undefined), as with the components protocol.
     """
     import cv2
 
     heat = heat.astype(np.float64)
-    if np.isnan(heat).any():
+    if not np.isfinite(heat).all():
         return [float("nan")] * 4
     if not heat.max() > heat.min():
         return list(WWBL_EMPTY_BOX)
@@ -129,6 +130,8 @@ def heatmap_to_box_wwbl_one(heat: np.ndarray, threshold: float = 0.5, conf_thres
     survivors = nms_corner_form(rects, confs, WWBL_NMS_THRESHOLD)
     best = confs.max()
     chosen = [rects[i] for i in survivors if confs[i] > conf_threshold * best]
+    if not chosen:  # nothing above conf_threshold * best (conf_threshold >= 1): the default box
+        return list(WWBL_EMPTY_BOX)
     return [float(min(x for x, _, _, _ in chosen)), float(min(y for _, y, _, _ in chosen)),
             float(max(x + w for x, _, w, _ in chosen)), float(max(y + h for _, y, _, h in chosen))]
 

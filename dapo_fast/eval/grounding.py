@@ -9,10 +9,20 @@ import torch
 import torch.nn.functional as F
 
 from dapo_fast.data.sample import collate_eval
-from dapo_fast.eval.stats import bootstrap_interval
+from dapo_fast.eval.stats import percent_with_intervals
 from dapo_fast.ops import box_accuracy, heatmap_to_box, pointing_game
 
 SUBSETS = (("1-2", 1, 2), ("3", 3, 3), ("4", 4, 4), ("5", 5, 5), ("6-8", 6, 8))
+SUBSET_NAMES = tuple(name for name, _, _ in SUBSETS) + ("6+",)  # the "subsets" keys of a result
+
+
+def by_subset(summary, num_objects: torch.Tensor) -> Dict:
+    """``summary(mask)`` of every entity, with ``"subsets"``: the same per object-count subset of
+    SUBSETS and for 6+ objects (``num_objects``: each entity's image's count)."""
+    res = summary(torch.ones_like(num_objects, dtype=torch.bool))
+    res["subsets"] = {name: summary((num_objects >= lo) & (num_objects <= hi)) for name, lo, hi in SUBSETS}
+    res["subsets"]["6+"] = summary(num_objects >= 6)
+    return res
 
 
 @torch.no_grad()
@@ -87,16 +97,10 @@ def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_s
     sample = torch.cat(samples_of)
 
     def summary(mask):
-        out = dict(entities=int(mask.sum()))
-        for key, values in (("pointing", hit), ("bbox", acc)):
-            ci = bootstrap_interval(values[mask], sample[mask])
-            out[key] = 100.0 * ci.mean
-            out[key + "_ci"] = [100.0 * ci.low, 100.0 * ci.high]
-        return out
+        return dict(entities=int(mask.sum()),
+                    **percent_with_intervals({"pointing": hit[mask], "bbox": acc[mask]}, sample[mask]))
 
-    res = summary(torch.ones_like(cnt, dtype=torch.bool))
-    res["subsets"] = {name: summary((cnt >= lo) & (cnt <= hi)) for name, lo, hi in SUBSETS}
-    res["subsets"]["6+"] = summary(cnt >= 6)
+    res = by_subset(summary, cnt)
     res["per_entity"] = dict(pointing=hit.tolist(), bbox=acc.tolist(), sample=sample.tolist(), num_objects=cnt.tolist())
     return res
 

@@ -14,12 +14,11 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from dapo_fast.eval.grounding import SUBSETS, union_boxes
-from dapo_fast.eval.stats import bootstrap_interval
+from dapo_fast.eval.grounding import SUBSET_NAMES, by_subset, union_boxes
+from dapo_fast.eval.stats import percent_with_intervals
 from dapo_fast.ops import box_accuracy, box_iou
 
 IOU_THRESHOLD = 0.5
-SUBSET_NAMES = tuple(name for name, _, _ in SUBSETS) + ("6+",)
 
 
 def reference_hits(proposals: torch.Tensor, valid: torch.Tensor, gt: torch.Tensor):
@@ -96,17 +95,10 @@ def evaluate(predict: Callable[[Dict], Dict[str, torch.Tensor]], collate_eval: C
     cnt, sample = torch.cat(counts), torch.cat(samples_of)
 
     def summary(mask):
-        out = dict(entities=int(mask.sum()))
-        for name, v in columns.items():  # 95% bootstrap interval over test samples beside each value
-            ci = bootstrap_interval(v[mask], sample[mask])
-            out[name] = 100.0 * ci.mean
-            out[name + "_ci"] = [100.0 * ci.low, 100.0 * ci.high]
-        return out
+        return dict(entities=int(mask.sum()),
+                    **percent_with_intervals({name: v[mask] for name, v in columns.items()}, sample[mask]))
 
-    res = summary(torch.ones_like(cnt, dtype=torch.bool))
-    res["subsets"] = {name: summary((cnt >= lo) & (cnt <= hi)) for name, lo, hi in SUBSETS}
-    res["subsets"]["6+"] = summary(cnt >= 6)
-    return res
+    return by_subset(summary, cnt)
 
 
 def columns(extra: Dict[str, str] = None):

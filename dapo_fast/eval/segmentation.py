@@ -19,13 +19,11 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from dapo_fast.eval.grounding import SUBSETS
-from dapo_fast.eval.stats import bootstrap_interval
+from dapo_fast.eval.grounding import SUBSET_NAMES, by_subset
+from dapo_fast.eval.stats import percent_with_intervals
 from dapo_fast.ops import pointing_game_masks
 
 __all__ = ["mask_scores", "summarise", "save_response_grid", "SUBSET_NAMES"]
-
-SUBSET_NAMES = tuple(name for name, _, _ in SUBSETS) + ("6+",)
 
 
 def _resized(heatmaps: torch.Tensor, size) -> torch.Tensor:
@@ -82,17 +80,10 @@ def summarise(scores: Dict, num_objects: torch.Tensor) -> Dict:
         if k == 0:
             nan = float("nan")
             return dict(pointm=nan, pointm_align_corners=nan, miou=nan, oiou=nan, maps=0)
-        out = dict(oiou=100.0 * float(scores["inter"][mask].sum() / scores["union"][mask].sum().clamp_min(1)), maps=k)
-        for name, values in per_map.items():
-            ci = bootstrap_interval(values[mask])
-            out[name] = 100.0 * ci.mean
-            out[name + "_ci"] = [100.0 * ci.low, 100.0 * ci.high]
-        return out
+        return dict(oiou=100.0 * float(scores["inter"][mask].sum() / scores["union"][mask].sum().clamp_min(1)), maps=k,
+                    **percent_with_intervals({name: values[mask] for name, values in per_map.items()}))
 
-    res = one(torch.ones_like(num_objects, dtype=torch.bool))
-    res["subsets"] = {name: one((num_objects >= lo) & (num_objects <= hi)) for name, lo, hi in SUBSETS}
-    res["subsets"]["6+"] = one(num_objects >= 6)
-    return res
+    return by_subset(one, num_objects)
 
 
 def save_response_grid(images: List[torch.Tensor], maps: torch.Tensor, gt_masks: List[torch.Tensor],

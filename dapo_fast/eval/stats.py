@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -96,6 +96,18 @@ def bootstrap_interval(values, groups=None, *, level: float = 0.95, resamples: i
         return Interval(mean, mean, mean, level)
     low, high = _percentiles(stats, level)
     return Interval(mean, low, high, level)
+
+
+def percent_with_intervals(columns: Dict[str, torch.Tensor], groups=None) -> Dict[str, object]:
+    """``{name: 100 * mean, name + "_ci": [low, high]}`` (percent) of each column's per-entity values
+    (0/1 hits or scores in [0, 1]), with its percentile-bootstrap interval over ``groups`` (the test
+    sample of each value; None = every value its own sample)."""
+    out: Dict[str, object] = {}
+    for name, values in columns.items():
+        ci = bootstrap_interval(values, groups)
+        out[name] = 100.0 * ci.mean
+        out[name + "_ci"] = [100.0 * ci.low, 100.0 * ci.high]
+    return out
 
 
 def paired_bootstrap_difference(values_a, values_b, groups=None, *, level: float = 0.95,

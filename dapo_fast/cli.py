@@ -82,6 +82,45 @@ def _ablation(args) -> int:
     return 0
 
 
+# ---- diffusion: generation-aided training (DAPO GAT) -------------------------------------------
+
+def _train_diffusion(args) -> int:
+    from dapo_fast.diffusion.train_diffusion import load_diffusion_config, train_diffusion
+
+    cfg = load_diffusion_config(args.config, args.set)
+    if args.out:
+        cfg.train.out_dir = args.out
+    train_diffusion(cfg)
+    return 0
+
+
+def _generate(args) -> int:
+    from dapo_fast.diffusion.generate import GenerationError, run
+
+    try:
+        run(args)
+    except GenerationError as err:
+        print(f"dapo-fast generate: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_diffusion_commands(sub) -> None:
+    from dapo_fast.diffusion.generate import add_arguments
+
+    ge = sub.add_parser("generate", help="DAPO's generated training set: images + final-step entity attention maps "
+                                         "from a Stable Diffusion directory, optionally attention-guided (eq. 4)")
+    add_arguments(ge)
+    ge.set_defaults(func=_generate)
+    td = sub.add_parser("train-diffusion", help="train the small text-to-image model (UNet + AutoencoderKL + CLIP "
+                                                "text encoder) on the synthetic benchmark; saved with save_pretrained")
+    td.add_argument("--config", help="YAML config (configs/diffusion.yaml); default: the built-in defaults")
+    td.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override one config value (repeatable), e.g. --set unet.steps=100")
+    td.add_argument("--out", help="run directory (default: train.out_dir); the model goes to <out>/model")
+    td.set_defaults(func=_train_diffusion)
+
+
 def _add_config_args(p, out_default=None):
     p.add_argument("--config", help="YAML config (see configs/); default: the built-in demo config")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -124,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--out", help="directory for the four runs (default runs/demo -> use --out runs/ablation)")
     ab.add_argument("--variants", nargs="*", help="subset of: none ScoreQ ScoreS ScoreQ+ScoreS")
     ab.set_defaults(func=_ablation)
+    _add_diffusion_commands(sub)
     return parser
 
 

@@ -222,23 +222,29 @@ def make_scheduler(kind: str, config: Dict):
 
 
 class GrounderHeatmaps:
-    """A trained grounder checkpoint as the heatmap function of eq. 3: images in [-1, 1] and each
-    image's entity phrases -> heatmaps [B, E, h, w], through the grounder's own preprocessing."""
+    """A grounder as the heatmap function of eq. 3: images in [-1, 1] and each image's entity
+    phrases -> heatmaps [B, E, h, w], through the grounder's own preprocessing (resize to its
+    input size, normalise) and phrase encoding. :meth:`load` reads a training checkpoint."""
 
-    def __init__(self, path: str, device=None):
+    def __init__(self, model: torch.nn.Module, encode: Callable, image_size: int, device=None, name: str = ""):
+        self.model, self.encode, self.image_size = model, encode, image_size
+        self.device = torch.device(device or "cpu")
+        self.model.to(self.device).eval()
+        self.name = name
+
+    @classmethod
+    def load(cls, path: str, device=None) -> "GrounderHeatmaps":
         from dapo_fast.train.loop import load_trained
 
-        self.model, self.encode, self.cfg, _ = load_trained(path)
-        self.device = torch.device(device or "cpu")
-        self.model.to(self.device)
-        self.path = path
+        model, encode, cfg, _ = load_trained(path)
+        return cls(model, encode, cfg.data.image_size, device, name=path)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, entities: Sequence[Sequence[str]]) -> torch.Tensor:
         from dapo_fast.data.sample import encode_phrases, prepare_images
 
         pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).cpu()
-        x = prepare_images(list(pixels), self.cfg.data.image_size).to(self.device)
+        x = prepare_images(list(pixels), self.image_size).to(self.device)
         width = max(len(e) for e in entities)
         tokens, valid = encode_phrases([{"phrases": list(e)} for e in entities], self.encode, width)
         return self.model(x, tokens.to(self.device), valid.to(self.device))["heatmaps"]
@@ -461,7 +467,7 @@ def generate(model_dir: str, out_dir: str, prompts: Sequence[Prompt], settings: 
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     sd = load_sd_directory(model_dir, device, dtype)
     prepared = prepare_prompts(prompts, sd.tokenizer, seed)
-    grounder = GrounderHeatmaps(grounder_path, sd.device) if grounder_path else None
+    grounder = GrounderHeatmaps.load(grounder_path, sd.device) if grounder_path else None
     settings_dict = dict(settings.to_dict(), grounder=os.path.abspath(grounder_path) if grounder_path else None)
     os.makedirs(out_dir, exist_ok=True)
     _check_manifest(out_dir, dict(format=FORMAT, model=os.path.abspath(model_dir), settings=settings_dict,

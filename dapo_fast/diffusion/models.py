@@ -16,12 +16,24 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import torch
 
 __all__ = ["UNetConfig", "VAEConfig", "TextEncoderConfig", "build_unet", "build_vae", "build_text_encoder",
-           "vocabulary_tokenizer", "sd_noise_scheduler", "save_sd_directory", "encode_text", "SD_COMPONENTS"]
+           "vocabulary_tokenizer", "sd_noise_scheduler", "save_sd_directory", "encode_text", "small_model_dir", "SD_COMPONENTS", "SMALL_MODEL_COMMAND"]
 
 # the sub-folders of a diffusers Stable Diffusion directory and the file that marks each one
 SD_COMPONENTS = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
                  "tokenizer": "tokenizer_config.json", "scheduler": "scheduler_config.json"}
 TEXT_POSITIONS = 77  # SD-1.x pads every prompt to CLIP's 77 positions
+# the small model trained here ships inside the package; this command reproduces it
+SMALL_MODEL_COMMAND = ("dapo-fast train-diffusion --config configs/diffusion.yaml && "
+                       "cp -r runs/diffusion/model dapo_fast/assets/small_sd")
+
+
+def small_model_dir() -> str:
+    """The small text-to-image model trained on the synthetic benchmark (shipped with the package)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "small_sd")
+    if not os.path.exists(os.path.join(path, "model_index.json")):
+        raise FileNotFoundError(f"the small text-to-image model is not at {path}; reproduce it with "
+                                f"`{SMALL_MODEL_COMMAND}`")
+    return path
 
 
 @dataclasses.dataclass

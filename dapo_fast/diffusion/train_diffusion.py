@@ -56,6 +56,7 @@ class VAESection(VAEConfig):
     batch_size: int = 32
     lr: float = 0.001
     kl_weight: float = 1e-6
+    colour_weight: float = 10.0  # L1 weight 1 + colour_weight * saturation per pixel (see _reconstruction_loss)
 
 
 @dataclasses.dataclass
@@ -149,6 +150,15 @@ def _to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 # ---- training -----------------------------------------------------------------------------------
+
+def _reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, colour_weight: float) -> torch.Tensor:
+    """L1 weighted per pixel by 1 + colour_weight * saturation (max - min channel of the target, in
+    [0, 1]). The shapes cover a few percent of a benchmark image and the grey textured background
+    the rest; with a plain L1 the autoencoder first learns the background and, measured after 250
+    steps, drew every object orange. The saturated palette colours are what the prompts name."""
+    saturation = (target.amax(1, keepdim=True) - target.amin(1, keepdim=True)) / 2
+    return ((recon - target).abs() * (1 + colour_weight * saturation)).mean()
+
 
 def _lr_factor(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
@@ -256,7 +266,7 @@ def train_diffusion(cfg: DiffusionConfig, log=print) -> Dict:
             x = _to_unit(images[_batch_indices(tc.seed, step, len(images), vc.batch_size)])
             posterior = vae.encode(x).latent_dist
             recon = vae.decode(posterior.sample(generator=torch.Generator().manual_seed(tc.seed + step))).sample
-            rec_loss = (recon - x).abs().mean()
+            rec_loss = _reconstruction_loss(recon, x, vc.colour_weight)
             kl = posterior.kl().mean() / x[0].numel()
             loss = rec_loss + vc.kl_weight * kl
             vae_opt.zero_grad(set_to_none=True)
@@ -266,7 +276,7 @@ def train_diffusion(cfg: DiffusionConfig, log=print) -> Dict:
             bar.update(1)
             if step % tc.log_every == 0 or step == vc.steps:
                 seconds["vae"] = time.time() - t0
-                metrics.write(dict(stage="vae", step=step, l1=rec_loss.item(), kl=kl.item(),
+                metrics.write(dict(stage="vae", step=step, weighted_l1=rec_loss.item(), kl=kl.item(),
                                    elapsed=round(seconds["vae"], 1)))
                 bar.set_postfix(l1=f"{rec_loss.item():.4f}")
             if step % tc.ckpt_every == 0 and step < vc.steps:

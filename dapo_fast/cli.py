@@ -12,22 +12,20 @@ def _bench(args) -> int:
 
 
 def _config(args, builtin_demo: bool = False):
-    """The --config file with --set overrides; without --config, the defaults, and for the demo and
-    the ablation the built-in demo config (= configs/demo.yaml, which an installed package does not
-    ship): the defaults run eagerly on one thread (measured fastest on a 2-core CPU)."""
-    from dapo_fast.train.config import Config, load_config
+    """The --config file with --method and --set overrides; without --config, the method's
+    defaults, and for the demo and the ablation the built-in demo settings (= configs/demo.yaml,
+    which an installed package does not ship): eager, one thread (measured fastest on a 2-core CPU)."""
+    from dapo_fast.train.config import apply_overrides, config_from_dict, load_config
 
+    overrides = ([f"method={args.method}"] if getattr(args, "method", None) else []) + list(args.set)
     if args.config:
-        return load_config(args.config, args.set)
-    overrides = (["train.compile=false", "train.threads=1"] if builtin_demo else []) + list(args.set)
-    if overrides:
-        from dapo_fast.train.config import apply_overrides, config_from_dict
-
-        return config_from_dict(apply_overrides({}, overrides))
-    return Config()
+        return load_config(args.config, overrides)
+    builtin = ["train.compile=false", "train.threads=1"] if builtin_demo else []
+    return config_from_dict(apply_overrides({}, builtin + overrides))
 
 
 def _train(args) -> int:
+    from dapo_fast.train.distributed import cleanup
     from dapo_fast.train.loop import train
 
     cfg = _config(args)
@@ -37,8 +35,6 @@ def _train(args) -> int:
     if out["world_size"] == 1 or int(os.environ.get("RANK", "0")) == 0:
         state = "stopped (train.stop_after)" if out["interrupted"] else "finished"
         print(f"{state} at step {out['step']} in {out['seconds']:.1f}s; checkpoint: {out['checkpoint']}")
-    from dapo_fast.train.distributed import cleanup
-
     cleanup()
     return 0
 
@@ -46,11 +42,10 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import json
 
-    from dapo_fast.eval import format_table
-    from dapo_fast.train.demo import evaluate_checkpoint
+    from dapo_fast.train.demo import evaluate_checkpoint, results_table
 
     res = evaluate_checkpoint(args.checkpoint, args.split, png=args.png, data_root=args.data_root, limit=args.limit)
-    print(format_table({args.split: res}))
+    print(results_table({args.split: res}, res["method"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
@@ -78,7 +73,7 @@ def _ablation(args) -> int:
     if args.no_compile:
         cfg.train.compile = False
     cfg.train.progress = False
-    run_ablation(cfg, args.variants)
+    run_ablation(cfg, args.variants, args.seeds)
     return 0
 
 
@@ -121,8 +116,12 @@ def _add_diffusion_commands(sub) -> None:
     td.set_defaults(func=_train_diffusion)
 
 
-def _add_config_args(p, out_default=None):
+def _add_config_args(p, method: bool = True):
+    from dapo_fast.train.methods import NAMES
+
     p.add_argument("--config", help="YAML config (see configs/); default: the built-in demo config")
+    if method:
+        p.add_argument("--method", choices=NAMES, help="training method (default: the config's, else wwbl)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value (repeatable), e.g. --set train.max_steps=200")
     p.add_argument("--no-compile", action="store_true", help="run the training step eagerly (no torch.compile)")
@@ -139,29 +138,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="benchmarks/results", help="directory for CSV/JSON/PNG")
     bench.set_defaults(func=_bench)
 
-    tr = sub.add_parser("train", help="train a heatmap grounder (DAPO progressive learning); DDP under torchrun")
+    tr = sub.add_parser("train", help="train a grounding method (default wwbl: DAPO progressive learning); DDP under torchrun")
     _add_config_args(tr)
     tr.add_argument("--resume", help="checkpoint (or run directory) to continue bit-for-bit")
     tr.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="pointing game + bbox accuracy per object-count subset; PNG grid")
+    ev = sub.add_parser("eval", help="evaluate a checkpoint with its method's metrics per object-count subset; PNG")
     ev.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
     ev.add_argument("--split", default="test", help="train | val | test | multi (synthetic)")
-    ev.add_argument("--png", help="write a grid of heatmaps and boxes here")
+    ev.add_argument("--png", help="write the method's picture (e.g. a grid of heatmaps and boxes) here")
     ev.add_argument("--data-root", help="override the dataset root saved in the checkpoint")
     ev.add_argument("--limit", type=int, help="only the first N samples")
     ev.add_argument("--json", help="write the metrics as JSON here")
     ev.set_defaults(func=_eval)
 
     de = sub.add_parser("demo", help="generate the synthetic benchmark, train, evaluate, print the table, write the PNG")
-    _add_config_args(de)
+    _add_config_args(de, method=False)
     de.add_argument("--out", help="run directory (default runs/demo)")
     de.set_defaults(func=_demo)
 
-    ab = sub.add_parser("ablation", help="DAPO Table 4: no curriculum / ScoreQ / ScoreS / both at the same budget")
+    ab = sub.add_parser("ablation", help="a method's ablation at one budget (wwbl: DAPO Table 4, no curriculum / "
+                                         "ScoreQ / ScoreS / both), once per seed")
     _add_config_args(ab)
-    ab.add_argument("--out", help="directory for the four runs (default runs/demo -> use --out runs/ablation)")
-    ab.add_argument("--variants", nargs="*", help="subset of: none ScoreQ ScoreS ScoreQ+ScoreS")
+    ab.add_argument("--out", help="directory for the runs (default: the config's train.out_dir)")
+    ab.add_argument("--variants", nargs="*", help="only these variants (wwbl: none ScoreQ ScoreS ScoreQ+ScoreS)")
+    ab.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0); the table "
+                    "shows the mean and spread over them")
     ab.set_defaults(func=_ablation)
     _add_diffusion_commands(sub)
     return parser

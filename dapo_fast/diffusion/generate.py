@@ -37,6 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from dapo_fast.data.generated import FORMAT, image_key, shard_name
 from dapo_fast.diffusion.attention_maps import AttentionMapStore, register, unregister
 from dapo_fast.diffusion.guidance import AttendExciteSchedule, attention_guided_step, decode_latents
 from dapo_fast.diffusion.models import SD_COMPONENTS, encode_text
@@ -44,9 +45,7 @@ from dapo_fast.diffusion.token_maps import entity_attention_maps, entity_token_s
 
 __all__ = ["GenerationError", "Prompt", "sample_prompts", "read_prompts", "load_sd_directory", "SDComponents",
            "GrounderHeatmaps", "GenerationSettings", "PreparedPrompt", "prepare_prompts", "denoise",
-           "generate", "GeneratedSet", "main"]
-
-FORMAT = "dapo_fast.generated/1"
+           "generate", "main"]
 
 
 class GenerationError(ValueError):
@@ -236,8 +235,8 @@ class GrounderHeatmaps:
     def load(cls, path: str, device=None) -> "GrounderHeatmaps":
         from dapo_fast.train.loop import load_trained
 
-        model, encode, cfg, _ = load_trained(path)
-        return cls(model, encode, cfg.data.image_size, device, name=path)
+        method, cfg, _ = load_trained(path)
+        return cls(method.model, method.encode_phrase, cfg.data.image_size, device, name=path)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, entities: Sequence[Sequence[str]]) -> torch.Tensor:
@@ -354,14 +353,6 @@ def _prompts_digest(prompts: Sequence[Prompt]) -> str:
     return h.hexdigest()
 
 
-def _shard_name(k: int) -> str:
-    return f"shard_{k:05d}"
-
-
-def _image_key(index: int) -> str:
-    return f"{index:07d}"
-
-
 def _check_manifest(out_dir: str, manifest: Dict) -> None:
     """Write the manifest, or check that an existing one describes the same run."""
     path = os.path.join(out_dir, "manifest.json")
@@ -423,18 +414,18 @@ def _write_shard(out_dir: str, k: int, items: Sequence[PreparedPrompt], results:
     from safetensors.torch import save_file
     from torchvision.io import write_png
 
-    final = os.path.join(out_dir, _shard_name(k))
-    tmp = os.path.join(out_dir, f".{_shard_name(k)}.partial")
+    final = os.path.join(out_dir, shard_name(k))
+    tmp = os.path.join(out_dir, f".{shard_name(k)}.partial")
     os.makedirs(tmp, exist_ok=True)
     if save_maps:
         os.makedirs(os.path.join(tmp, "sheets"), exist_ok=True)
     lines, tensors = [], {}
     for item, (den, b) in zip(items, results):
-        key = _image_key(item.index)
+        key = image_key(item.index)
         write_png(den.images[b], os.path.join(tmp, f"{key}.png"))
         count = len(item.prompt.entities)
         tensors[key] = den.entity_maps[b, :count].contiguous()
-        lines.append(dict(index=item.index, image=f"{_shard_name(k)}/{key}.png", caption=item.prompt.caption,
+        lines.append(dict(index=item.index, image=f"{shard_name(k)}/{key}.png", caption=item.prompt.caption,
                           entities=list(item.prompt.entities), entity_spans=[list(s) for s in item.char_spans],
                           token_spans=[list(s) for s in item.token_spans], eot_index=item.eot, seed=item.seed,
                           guidance=settings, guidance_loss=den.guidance_loss[b]))
@@ -475,9 +466,9 @@ def generate(model_dir: str, out_dir: str, prompts: Sequence[Prompt], settings: 
                                   prompts_sha256=_prompts_digest(prompts), prompt_source=prompt_source,
                                   grounder=settings_dict["grounder"]))
     shards = [k for k in range((len(prepared) + shard_size - 1) // shard_size) if k % world == rank]
-    todo = [k for k in shards if not os.path.exists(os.path.join(out_dir, _shard_name(k), "index.jsonl"))]
+    todo = [k for k in shards if not os.path.exists(os.path.join(out_dir, shard_name(k), "index.jsonl"))]
     for k in todo:  # a partial shard of a stopped run is redone from scratch
-        shutil.rmtree(os.path.join(out_dir, f".{_shard_name(k)}.partial"), ignore_errors=True)
+        shutil.rmtree(os.path.join(out_dir, f".{shard_name(k)}.partial"), ignore_errors=True)
     total = sum(len(prepared[k * shard_size:(k + 1) * shard_size]) for k in todo)
     from tqdm import tqdm
 
@@ -501,55 +492,6 @@ def generate(model_dir: str, out_dir: str, prompts: Sequence[Prompt], settings: 
         log(f"nothing to do: all {len(shards)} shards of rank {rank} in {out_dir} are finished")
     return dict(generated=total, shards=len(todo), skipped_shards=len(shards) - len(todo), seconds=seconds,
                 rank=rank, world_size=world)
-
-
-# ---- reading a generated set back ---------------------------------------------------------------
-
-class GeneratedSet(torch.utils.data.Dataset):
-    """The finished shards of a ``generate`` output as training samples (the common sample dict):
-    image path, caption, entity phrases and spans, ``attn_maps`` [E, h, w] (the eq. 5 targets),
-    ``mu`` = 0 (eq. 6: generated images train with L_D only) and ``num_objects`` = the number of
-    prompted entities, the ScoreQ of a generated image (it depicts the prompted objects)."""
-
-    has_attention = True
-
-    def __init__(self, root: str):
-        from safetensors.torch import load_file
-
-        manifest_path = os.path.join(root, "manifest.json")
-        if not os.path.exists(manifest_path):
-            raise FileNotFoundError(f"no generated set at {root} (manifest.json missing): run `dapo-fast generate`")
-        with open(manifest_path) as f:
-            self.manifest = json.load(f)
-        if self.manifest.get("format") != FORMAT:
-            raise GenerationError(f"{manifest_path} is not a dapo_fast generated set ({FORMAT})")
-        self.root = root
-        self.records: List[Dict] = []
-        self.maps: List[torch.Tensor] = []
-        for name in sorted(os.listdir(root)):
-            index_path = os.path.join(root, name, "index.jsonl")
-            if not name.startswith("shard_") or not os.path.exists(index_path):
-                continue
-            tensors = load_file(os.path.join(root, name, "maps.safetensors"))
-            with open(index_path) as f:
-                for line in f:
-                    record = json.loads(line)
-                    self.records.append(record)
-                    self.maps.append(tensors[_image_key(record["index"])])
-        self.phrases = [r["entities"] for r in self.records]
-        self.captions = [r["caption"] for r in self.records]
-        self.num_objects = torch.tensor([len(r["entities"]) for r in self.records], dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i: int) -> Dict:
-        from dapo_fast.data.sample import make_sample
-
-        r = self.records[i]
-        return make_sample(image=os.path.join(self.root, r["image"]), image_id=f"generated/{r['index']}",
-                           caption=r["caption"], phrases=r["entities"], spans=r["entity_spans"],
-                           num_objects=len(r["entities"]), attn_maps=self.maps[i], mu=0.0)
 
 
 # ---- command line -------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ class DiffusionConfig:
 def load_diffusion_config(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> DiffusionConfig:
     """The YAML file (strictly checked: unknown keys and wrong types name the dotted key) with
     "section.key=value" overrides; the defaults when ``path`` is None."""
-    from dapo_fast.train.config import ConfigError, _from_dict, apply_overrides
+    from dapo_fast.train.config import ConfigError, apply_overrides, dataclass_from_dict
 
     data: Dict = {}
     if path is not None:
@@ -103,7 +103,7 @@ def load_diffusion_config(path: Optional[str] = None, overrides: Optional[List[s
             raise FileNotFoundError(f"config file not found: {path}") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
-    cfg = _from_dict(DiffusionConfig, apply_overrides(data, list(overrides or [])), "")
+    cfg = dataclass_from_dict(DiffusionConfig, apply_overrides(data, list(overrides or [])))
     if cfg.unet.cross_attention_dim != cfg.text_encoder.hidden_size:
         raise ConfigError(f"config key 'unet.cross_attention_dim' ({cfg.unet.cross_attention_dim}) must equal "
                           f"'text_encoder.hidden_size' ({cfg.text_encoder.hidden_size})")

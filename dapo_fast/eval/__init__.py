@@ -1,4 +1,5 @@
-"""Evaluation: pointing game / bbox accuracy per object-count subset, PNG grids."""
-from dapo_fast.eval.grounding import evaluate, format_table, save_grid
+"""Evaluation: metrics through dapo_fast.ops, result tables, PNG grids."""
+from dapo_fast.eval.grounding import evaluate, save_grid
+from dapo_fast.eval.table import format_table
 
 __all__ = ["evaluate", "format_table", "save_grid"]

@@ -85,19 +85,6 @@ def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_s
     return res
 
 
-def format_table(rows: Dict[str, Dict]) -> str:
-    """Markdown table: one row per named result, pointing game and bbox accuracy per subset."""
-    cols = ["all"] + [s[0] for s in SUBSETS] + ["6+"]
-    head = "| run | " + " | ".join(f"PG {c}" for c in cols) + " | " + " | ".join(f"Box {c}" for c in cols) + " |"
-    sep = "|" + "---|" * (1 + 2 * len(cols))
-    lines = [head, sep]
-    for name, r in rows.items():
-        pg = [r["pointing"]] + [r["subsets"][c]["pointing"] for c in cols[1:]]
-        bx = [r["bbox"]] + [r["subsets"][c]["bbox"] for c in cols[1:]]
-        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in pg) + " | " + " | ".join(f"{v:.1f}" for v in bx) + " |")
-    return "\n".join(lines)
-
-
 @torch.no_grad()
 def save_grid(model, dataset, encode, image_size: int, max_entities: int, path: str, num: int = 12,
               cols: int = 4) -> str:

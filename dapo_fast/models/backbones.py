@@ -104,7 +104,7 @@ class BagOfWordsText(nn.Module):
         return self.mlp(mean)
 
 
-def _create_open_clip(model_name: str, pretrained: Optional[str]):
+def create_open_clip(model_name: str, pretrained: Optional[str]):
     import os
 
     import open_clip
@@ -120,7 +120,7 @@ class OpenClipImage(nn.Module):
     def __init__(self, model_name: str, pretrained: Optional[str] = None, out_dim: int = 64,
                  freeze: bool = True, clip_model=None):
         super().__init__()
-        model = clip_model if clip_model is not None else _create_open_clip(model_name, pretrained)
+        model = clip_model if clip_model is not None else create_open_clip(model_name, pretrained)
         self.visual = model.visual
         if not hasattr(self.visual, "output_tokens"):
             raise ValueError(f"open_clip model {model_name!r} has no patch tokens (use a ViT model)")
@@ -144,7 +144,7 @@ class OpenClipText(nn.Module):
     def __init__(self, model_name: str, pretrained: Optional[str] = None, out_dim: int = 64,
                  freeze: bool = True, clip_model=None):
         super().__init__()
-        self.clip = clip_model if clip_model is not None else _create_open_clip(model_name, pretrained)
+        self.clip = clip_model if clip_model is not None else create_open_clip(model_name, pretrained)
         self.clip.visual = None  # the image tower lives in OpenClipImage
         embed_dim = self.clip.text_projection.shape[1] if self.clip.text_projection is not None else self.clip.transformer.width
         self.out = nn.Linear(embed_dim, out_dim)

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dapo_fast.models.backbones import (BagOfWordsText, OpenClipImage, OpenClipText, OpenClipTokenizer,
-                                        SmallCNN)
+                                        SmallCNN, create_open_clip)
 
 
 @dataclasses.dataclass
@@ -84,15 +84,8 @@ def build_model(cfg: ModelConfig, vocab_size: int = 0):
         text = BagOfWordsText(vocab_size, cfg.dim, cfg.text_width)
         return HeatmapGrounder(image, text, cfg.dim, cfg.decoder_width), None
     if cfg.backbone == "open_clip":
-        from dapo_fast.models.backbones import _create_open_clip
-
-        clip = _create_open_clip(cfg.open_clip_model, cfg.pretrained)
+        clip = create_open_clip(cfg.open_clip_model, cfg.pretrained)
         image = OpenClipImage(cfg.open_clip_model, out_dim=cfg.dim, freeze=cfg.freeze_backbone, clip_model=clip)
         text = OpenClipText(cfg.open_clip_model, out_dim=cfg.dim, freeze=cfg.freeze_backbone, clip_model=clip)
         return HeatmapGrounder(image, text, cfg.dim, cfg.decoder_width), OpenClipTokenizer(cfg.open_clip_model)
     raise ValueError(f"model.backbone must be 'small' or 'open_clip', got {cfg.backbone!r}")
-
-
-def upsample_heatmaps(heatmaps: torch.Tensor, size) -> torch.Tensor:
-    """[N,h,w] -> [N,H,W] bilinear (for display; the metric ops resize internally)."""
-    return F.interpolate(heatmaps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]

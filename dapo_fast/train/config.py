@@ -2,6 +2,12 @@
 
 Every key is checked before anything trains: an unknown key or a value of the wrong type raises
 ``ConfigError`` naming the dotted key (``train.batch_size``) and what was expected.
+
+The top-level ``method`` names the training method (a plug-in of the one loop, see
+``dapo_fast.train.methods``); the method's own options live in the section named after it
+(``wwbl:``, ``mpl:``, ...) and are checked against that method's options dataclass. A method may
+change the defaults of the shared sections (e.g. no curriculum): its ``DEFAULTS`` are applied
+before the file's values, so a config file only has to say what differs.
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ class DataConfig:
     dataset: str = "refcoco"  # refcoco: refcoco | refcoco+ | refcocog
     split_by: str = "unc"  # refcoco: refs(<split_by>).p
     image_dir: str = "images"  # real datasets: image folder inside root
+    generated_root: Optional[str] = None  # a `dapo-fast generate` output mixed into training (DAPO GAT)
+    generated_fraction: Optional[float] = None  # share of generated samples per batch; None: as the pool holds them
 
 
 @dataclasses.dataclass
@@ -41,17 +49,6 @@ class OptimConfig:
     weight_decay: float = 0.0001
     warmup_steps: int = 0
     schedule: str = "constant"  # "constant" | "cosine" (measured: cosine decay cost 30+ points of PG in the demo)
-
-
-@dataclasses.dataclass
-class LossConfig:
-    tau: float = 0.1
-    w_fg: float = 1.0
-    w_bg: float = 0.3
-    w_area: float = 0.5
-    w_peak: float = 1.0  # peak (multiple-instance) contrast of the location-entity similarity map
-    bg_power: float = 3.0  # sharpness of the evidence map in the background term (losses.grounding)
-    normalise_self_paced: bool = True  # divide L by the batch-mean loss inside v = clip(SREG - gamma*L)
 
 
 @dataclasses.dataclass
@@ -84,14 +81,19 @@ class TrainConfig:
     threads: int = 0  # torch.set_num_threads when > 0
 
 
+SHARED_SECTIONS = ("data", "model", "optim", "curriculum", "train")
+
+
 @dataclasses.dataclass
 class Config:
+    """A whole run. Build it with ``config_from_dict`` / ``load_config`` (they fill ``options``)."""
+    method: str = "wwbl"
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    options: Any = None  # the method's options dataclass; YAML section named after the method
 
 
 CHOICES = {
@@ -139,11 +141,13 @@ def _check_value(key: str, value: Any, tp) -> Any:
     raise ConfigError(f"config key '{key}': unsupported type {_type_name(tp)}")
 
 
-def _from_dict(cls, data: Dict, prefix: str):
+def dataclass_from_dict(cls, data: Dict, prefix: str = "", skip=()):
+    """An instance of the (nested) dataclass ``cls`` from a YAML mapping, every key and value type
+    checked; errors name the dotted key under ``prefix``. Any config of the package loads this way."""
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{prefix or '<root>'}' must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
@@ -151,18 +155,51 @@ def _from_dict(cls, data: Dict, prefix: str):
             raise ConfigError(f"unknown config key '{dotted}' (known keys here: {', '.join(sorted(fields))})")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _from_dict(tp, value, dotted)
+            kwargs[key] = dataclass_from_dict(tp, value, dotted)
         else:
             v = _check_value(dotted, value, tp)
-            if dotted in CHOICES and v not in CHOICES[dotted]:
-                raise ConfigError(f"config key '{dotted}' must be one of {CHOICES[dotted]}, got {v!r}")
+            choices = fields[key].metadata.get("choices") or CHOICES.get(dotted)
+            if choices and v not in choices:
+                raise ConfigError(f"config key '{dotted}' must be one of {tuple(choices)}, got {v!r}")
             kwargs[key] = v
     return cls(**kwargs)
 
 
+def _merge(base: Dict, top: Dict) -> Dict:
+    """``top`` over ``base``, section by section (values of ``top`` win)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def config_from_dict(data: Optional[Dict]) -> Config:
-    cfg = _from_dict(Config, data or {}, "")
+    from dapo_fast.train import methods
+
+    data = dict(data or {})
+    if not isinstance(data.get("method", "wwbl"), str):
+        raise ConfigError(f"config key 'method' must be a string, got {data['method']!r}")
+    name = data.pop("method", "wwbl")
+    if name not in methods.NAMES:
+        raise ConfigError(f"config key 'method' must be one of {methods.NAMES}, got {name!r}")
+    method = methods.get(name)
+    for other in methods.NAMES:
+        if other != name and other in data:
+            raise ConfigError(f"config section '{other}' holds the options of method '{other}', "
+                              f"but this config's method is '{name}'")
+    data = _merge(method.DEFAULTS, data)
+    options = data.pop(name, {})
+    if "loss" in data:
+        raise ConfigError(f"unknown config key 'loss': the loss options of method '{name}' "
+                          f"are in the section '{name}:'")
+    cfg = dataclass_from_dict(Config, data, "", skip=("method", "options"))
+    cfg.method = name
+    cfg.options = dataclass_from_dict(method.Options, options, name)
     validate(cfg)
+    method.validate_config(cfg)
     return cfg
 
 
@@ -176,6 +213,11 @@ def validate(cfg: Config) -> None:
     for i, rng in enumerate(cfg.curriculum.subsets):
         if len(rng) != 2 or rng[0] > rng[1]:
             raise ConfigError(f"config key 'curriculum.subsets[{i}]' must be [lo, hi] with lo <= hi, got {rng}")
+    fraction = cfg.data.generated_fraction
+    if fraction is not None and not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"config key 'data.generated_fraction' must be in [0, 1] (or null), got {fraction}")
+    if fraction is not None and not cfg.data.generated_root:
+        raise ConfigError("config key 'data.generated_fraction' needs 'data.generated_root' (the generated images)")
     if cfg.data.image_size % 4:
         raise ConfigError(f"config key 'data.image_size' must be a multiple of 4, got {cfg.data.image_size}")
 
@@ -209,4 +251,8 @@ def apply_overrides(data: Dict, overrides: List[str]) -> Dict:
 
 
 def config_to_dict(cfg: Config) -> Dict:
-    return dataclasses.asdict(cfg)
+    """Plain dict that ``config_from_dict`` turns back into the same Config."""
+    out = {"method": cfg.method}
+    out.update({section: dataclasses.asdict(getattr(cfg, section)) for section in SHARED_SECTIONS})
+    out[cfg.method] = dataclasses.asdict(cfg.options)
+    return out

@@ -1,46 +1,40 @@
-"""`dapo-fast eval`, `dapo-fast demo` and the Table-4-style ablation, as functions."""
+"""`dapo-fast eval`, `dapo-fast demo` and `dapo-fast ablation`, as functions."""
 from __future__ import annotations
 
 import copy
 import json
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-import torch
-
-from dapo_fast.train.config import Config, config_to_dict, load_config
-
-ABLATION = (("none", False, False), ("ScoreQ", True, False), ("ScoreS", False, True), ("ScoreQ+ScoreS", True, True))
+from dapo_fast.data import build_splits
+from dapo_fast.eval.table import format_table
+from dapo_fast.train import methods
+from dapo_fast.train.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
+from dapo_fast.train.loop import load_trained, train
 
 
 def evaluate_checkpoint(path: str, split: str = "test", png: Optional[str] = None, data_root: Optional[str] = None,
-                        limit: Optional[int] = None, log=print) -> Dict:
-    from dapo_fast.data import build_splits
-    from dapo_fast.eval import evaluate, save_grid
-    from dapo_fast.train.loop import load_trained
-
-    model, encode, cfg, state = load_trained(path)
+                        limit: Optional[int] = None) -> Dict:
+    """The checkpoint's method evaluated on ``split``; ``png``: also write its picture there."""
+    method, cfg, state = load_trained(path)
     if data_root:
         cfg.data.root = data_root
     splits = build_splits(cfg.data)
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
-    ds = splits[split]
-    res = evaluate(model, ds, encode, cfg.data.image_size, cfg.data.max_entities, limit=limit)
+    res = method.evaluate(splits[split], limit=limit, png=png)
     res["step"] = int(state["step"])
-    if png:
-        save_grid(model, ds, encode, cfg.data.image_size, cfg.data.max_entities, png)
-        res["png"] = png
+    res["method"] = cfg.method
     return res
+
+
+def results_table(rows: Dict[str, Dict], method: str) -> str:
+    return format_table(rows, methods.get(method).COLUMNS)
 
 
 def run_demo(cfg: Config, log=print) -> Dict:
     """Generate the synthetic benchmark, train, evaluate, print the table, write the PNG grid."""
-    from dapo_fast.data import build_splits
-    from dapo_fast.eval import format_table
-    from dapo_fast.train.loop import train
-
     t0 = time.time()
     build_splits(cfg.data)
     t_data = time.time() - t0
@@ -50,37 +44,47 @@ def run_demo(cfg: Config, log=print) -> Dict:
     t_train = time.time() - t0 - t_data
     log(f"[demo] trained {out['step']} steps in {t_train:.1f}s")
     png = os.path.join(cfg.train.out_dir, "grid.png")
-    res = evaluate_checkpoint(out["checkpoint"], "test", png=png, log=log)
+    res = evaluate_checkpoint(out["checkpoint"], "test", png=png)
     total = time.time() - t0
-    log(format_table({"test": res}))
-    log(f"[demo] pointing game {res['pointing']:.1f}% overall, {res['subsets']['6+']['pointing']:.1f}% on 6+ objects; "
-        f"bbox accuracy {res['bbox']:.1f}%; picture: {png}; wall time {total:.0f}s")
+    log(results_table({"test": res}, cfg.method))
+    log(f"[demo] {methods.get(cfg.method).headline(res)}; picture: {png}; wall time {total:.0f}s")
     res.update(seconds=dict(data=t_data, train=t_train, total=total), checkpoint=out["checkpoint"])
     with open(os.path.join(cfg.train.out_dir, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
     return res
 
 
-def run_ablation(cfg: Config, variants: Optional[List[str]] = None, log=print) -> Dict[str, Dict]:
-    """The same budget with no curriculum, ScoreQ only, ScoreS only, both (DAPO Table 4's rows)."""
-    from dapo_fast.eval import format_table
-    from dapo_fast.train.loop import train
+def variant_config(cfg: Config, overrides: Sequence[str], seed: int, out_dir: str) -> Config:
+    """``cfg`` with a variant's overrides, the training seed and its own run directory."""
+    data = apply_overrides(copy.deepcopy(config_to_dict(cfg)), list(overrides) + [f"train.seed={seed}"])
+    variant = config_from_dict(data)
+    variant.train.out_dir = out_dir
+    return variant
 
-    rows = {}
+
+def run_ablation(cfg: Config, variants: Optional[List[str]] = None, seeds: Sequence[int] = (0,),
+                 log=print) -> Dict[str, Dict]:
+    """Every variant of the method's ablation (``Method.ABLATION``) at the same budget, once per
+    training seed; rows hold {"seeds": [result per seed], "seed_ids": [...]}."""
+    method = methods.get(cfg.method)
+    unknown = sorted(set(variants or ()) - set(method.ABLATION))
+    if unknown:
+        raise ConfigError(f"unknown ablation variant(s) {unknown} for method '{cfg.method}' "
+                         f"(variants: {list(method.ABLATION)})")
     base_out = cfg.train.out_dir
-    for name, q, s in ABLATION:
+    rows = {}
+    for name, overrides in method.ABLATION.items():
         if variants and name not in variants:
             continue
-        c = copy.deepcopy(cfg)
-        c.curriculum.score_q, c.curriculum.score_s = q, s
-        c.train.out_dir = os.path.join(base_out, name.replace("+", "_"))
-        t0 = time.time()
-        out = train(c, log=log)
-        rows[name] = evaluate_checkpoint(out["checkpoint"], "test", log=log)
-        rows[name]["train_seconds"] = time.time() - t0
-        log(f"[ablation] {name}: PG {rows[name]['pointing']:.1f} (6+: {rows[name]['subsets']['6+']['pointing']:.1f}) "
-            f"bbox {rows[name]['bbox']:.1f} in {rows[name]['train_seconds']:.0f}s")
-    table = format_table(rows)
+        rows[name] = dict(seeds=[], seed_ids=list(seeds))
+        for seed in seeds:
+            run_dir = os.path.join(base_out, name.replace("+", "_"), f"seed{seed}")
+            out = train(variant_config(cfg, overrides, seed, run_dir), log=log)
+            res = evaluate_checkpoint(out["checkpoint"], "test")
+            res["train_seconds"] = out["seconds"]
+            rows[name]["seeds"].append(res)
+            log(f"[ablation] {name} seed {seed}: {method.headline(res)} ({out['seconds']:.0f}s)")
+    table = results_table(rows, cfg.method)
     log(table)
     os.makedirs(base_out, exist_ok=True)
     with open(os.path.join(base_out, "ablation.json"), "w") as f:

@@ -1,4 +1,5 @@
-"""The training loop: one loop for the task loss, the DAPO curriculum, L_D, checkpoints and DDP.
+"""The training loop: one loop for every method (``dapo_fast.train.methods``), the curriculum,
+checkpoints, logging and DDP.
 
 Determinism contract: given the config, the sequence of batches, the self-paced weights and every
 random draw is a function of (seed, step), and a checkpoint stores all state that is not. So a run
@@ -6,7 +7,6 @@ stopped at step k and resumed from its checkpoint ends bit-for-bit where an unin
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -17,16 +17,16 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from dapo_fast.data import all_phrases, build_splits, collate_train
+from dapo_fast.data import all_phrases, build_splits, object_counts, phrase_lists
 from dapo_fast.data.sample import WordTokenizer
-from dapo_fast.losses.grounding import dapo_loss
-from dapo_fast.models.heatmap_grounder import build_model
 from dapo_fast.train import distributed as D
+from dapo_fast.train import methods
 from dapo_fast.train.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint,
                                         set_rng_state)
 from dapo_fast.train.config import Config, config_from_dict, config_to_dict
-from dapo_fast.train.curriculum import Curriculum, open_clip_semantic_scores, own_semantic_scores
+from dapo_fast.train.curriculum import Curriculum, open_clip_semantic_scores
 
 SCORE_BATCH = 256
 
@@ -56,40 +56,25 @@ def build_optimizer(cfg: Config, model: torch.nn.Module):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def make_tokenizer(cfg: Config, train_set):
+def make_tokenizer(cfg: Config, train_set=None, state: Optional[Dict] = None):
+    """open_clip's BPE for the open_clip backbone; else a word vocabulary, built from the training
+    phrases (``train_set``) or restored from a checkpoint (``state``)."""
     if cfg.model.backbone == "open_clip":
         from dapo_fast.models.backbones import OpenClipTokenizer
 
         return OpenClipTokenizer(cfg.model.open_clip_model)
+    if state is not None:
+        return WordTokenizer.from_state_dict(state)
     return WordTokenizer.build(all_phrases(train_set))
-
-
-def tokenizer_from_state(cfg: Config, state):
-    if cfg.model.backbone == "open_clip":
-        from dapo_fast.models.backbones import OpenClipTokenizer
-
-        return OpenClipTokenizer(cfg.model.open_clip_model)
-    return WordTokenizer.from_state_dict(state)
-
-
-def make_encoder(cfg: Config, tokenizer) -> Callable[[str], torch.Tensor]:
-    length = cfg.model.phrase_len
-    return lambda text: tokenizer.encode(text, length)
 
 
 def entity_table(dataset, max_entities: int) -> torch.Tensor:
     """[N, E] bool: which entity slots of every training sample are real."""
-    phrases = dataset.phrases if hasattr(dataset, "phrases") else [s["phrases"] for s in dataset]
+    phrases = phrase_lists(dataset)
     out = torch.zeros(len(phrases), max_entities, dtype=torch.bool)
     for i, ps in enumerate(phrases):
         out[i, : min(len(ps), max_entities)] = True
     return out
-
-
-def object_counts(dataset) -> torch.Tensor:
-    if hasattr(dataset, "num_objects") and isinstance(dataset.num_objects, torch.Tensor):
-        return dataset.num_objects.clone()
-    return torch.tensor([s["num_objects"] for s in dataset], dtype=torch.long)
 
 
 class MetricsLog:
@@ -111,10 +96,9 @@ class MetricsLog:
             os.unlink(self.path)
         try:
             from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(os.path.join(out_dir, "tb"))
-        except Exception:  # tensorboard not installed
-            self.tb = None
+        except ImportError:  # tensorboard is optional
+            return
+        self.tb = SummaryWriter(os.path.join(out_dir, "tb"))
 
     def write(self, record: Dict) -> None:
         if not self.enabled:
@@ -131,31 +115,13 @@ class MetricsLog:
             self.tb.close()
 
 
-def _score_batches(dataset, encode, cfg: Config):
-    n = len(dataset)
-    for i0 in range(0, n, SCORE_BATCH):
-        samples = [dataset[i] for i in range(i0, min(n, i0 + SCORE_BATCH))]
-        yield collate_train(samples, encode, cfg.data.image_size, cfg.data.max_entities)
-
-
-def _semantic_scores(cfg: Config, cur: Curriculum, model, train_set, encode) -> torch.Tensor:
-    if cur.uses_open_clip():
-        if not cfg.curriculum.scorer_pretrained:
-            raise ValueError("curriculum.scorer='open_clip' needs curriculum.scorer_pretrained (a local weights file)")
-
-        def samples_iter():
-            for i0 in range(0, len(train_set), SCORE_BATCH):
-                yield [train_set[i] for i in range(i0, min(len(train_set), i0 + SCORE_BATCH))]
-
-        return open_clip_semantic_scores(cfg.curriculum.scorer_model, cfg.curriculum.scorer_pretrained,
-                                         samples_iter(), cfg.data.max_entities)
-    return own_semantic_scores(model, _score_batches(train_set, encode, cfg))
-
-
 def _check_resume_config(saved: Dict, cfg: Config, path: str) -> None:
     """A checkpoint may only continue the same run (train.stop_after/progress/out_dir may differ)."""
     now = config_to_dict(cfg)
-    for section in ("data", "model", "optim", "loss", "curriculum"):
+    if saved.get("method") != now["method"]:
+        raise CheckpointError(f"checkpoint {path} was written by method '{saved.get('method')}', "
+                              f"this config's method is '{now['method']}'")
+    for section in ("data", "model", "optim", "curriculum", now["method"]):
         if saved.get(section) != now[section]:
             raise CheckpointError(f"checkpoint {path} was written with a different '{section}' config; "
                                   f"resume needs the same config (saved: {saved.get(section)}, now: {now[section]})")
@@ -164,132 +130,166 @@ def _check_resume_config(saved: Dict, cfg: Config, path: str) -> None:
             raise CheckpointError(f"checkpoint {path}: train.{key} differs ({saved['train'].get(key)} vs {now['train'][key]})")
 
 
-def train(cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] = print) -> Dict:
-    """Run (or continue) training; returns {"step", "checkpoint", "out_dir", "interrupted", "seconds"}."""
-    t0 = time.time()
-    dist = D.init_from_env()
-    tc = cfg.train
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
-    if tc.batch_size % dist.world_size:
-        raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {dist.world_size} DDP ranks")
-    local_bs = tc.batch_size // dist.world_size
-    seed_everything(tc.seed)
+class Trainer:
+    """One training run: ``Trainer(cfg, resume).run()``. The parts, in the order they run:
+    ``__init__`` (process set-up, data, method, optimiser, curriculum, resume), then ``run`` (the
+    step loop, logging, checkpoints), each step being ``train_step``."""
 
-    # the main rank generates the synthetic benchmark (cached on disk) before the others read it
-    if dist.is_main:
-        splits = build_splits(cfg.data)
-    D.barrier()
-    if not dist.is_main:
-        splits = build_splits(cfg.data)
-    train_set = splits["train"]
+    def __init__(self, cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] = print):
+        self.t0 = time.time()
+        self.cfg, self.log = cfg, log
+        self.dist = self._init_process()
+        self.train_set = self._load_train_set()
+        state = self._load_resume_state(resume)
+        self.tokenizer = make_tokenizer(cfg, self.train_set, state["tokenizer"] if state else None)
+        self.method = methods.get(cfg.method)(cfg, self.train_set, self.tokenizer, self.dist)
+        self.model = self.method.model
+        self.opt, self.sched = build_optimizer(cfg, self.model)
+        tc = cfg.train
+        self.curriculum = Curriculum(cfg.curriculum, object_counts(self.train_set),
+                                     entity_table(self.train_set, cfg.data.max_entities), tc.batch_size,
+                                     tc.max_steps, tc.seed, getattr(self.train_set, "generated_mask", None),
+                                     cfg.data.generated_fraction)
+        self.step = self._restore(state, resume) if state else 0
+        self.resumed = state is not None
+        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.enabled else self.model
+        loss_fn = self.method.forward_loss
+        self.step_fn = torch.compile(loss_fn, dynamic=False) if tc.compile else loss_fn
+        self.checkpoint_path = os.path.join(tc.out_dir, "last.pt")
 
-    state = load_checkpoint(resume) if resume else None
-    if state is not None:
-        _check_resume_config(state["config"], cfg, resume)
-    tokenizer = tokenizer_from_state(cfg, state["tokenizer"]) if state else make_tokenizer(cfg, train_set)
-    encode = make_encoder(cfg, tokenizer)
-    model, _ = build_model(cfg.model, len(tokenizer) if isinstance(tokenizer, WordTokenizer) else 0)
-    opt, sched = build_optimizer(cfg, model)
-    cur = Curriculum(cfg.curriculum, object_counts(train_set), entity_table(train_set, cfg.data.max_entities),
-                     tc.batch_size, tc.max_steps, tc.seed)
-    step = 0
-    if state is not None:
+    # ---------------------------------------------------------------- set-up
+    def _init_process(self) -> D.DistInfo:
+        dist = D.init_from_env()
+        tc = self.cfg.train
+        if tc.threads > 0:
+            torch.set_num_threads(tc.threads)
+        if tc.batch_size % dist.world_size:
+            raise ValueError(f"train.batch_size={tc.batch_size} must be divisible by the {dist.world_size} DDP ranks")
+        self.local_batch = tc.batch_size // dist.world_size
+        seed_everything(tc.seed)
+        return dist
+
+    def _load_train_set(self):
+        # the main rank generates the synthetic benchmark (cached on disk) before the others read it
+        if self.dist.is_main:
+            splits = build_splits(self.cfg.data)
+        D.barrier()
+        if not self.dist.is_main:
+            splits = build_splits(self.cfg.data)
+        return splits["train"]
+
+    def _load_resume_state(self, resume: Optional[str]) -> Optional[Dict]:
+        if not resume:
+            return None
+        state = load_checkpoint(resume)
+        _check_resume_config(state["config"], self.cfg, resume)
+        return state
+
+    def _restore(self, state: Dict, path: str) -> int:
         try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            cur.load_state_dict(state["curriculum"])
+            self.model.load_state_dict(state["model"])
+            self.method.load_state_dict(state["method"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            self.curriculum.load_state_dict(state["curriculum"])
             set_rng_state(state["rng"])
         except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"checkpoint {resume} does not match this model/config: {err}") from None
-        step = int(state["step"])
-        log(f"resumed from {resume} at step {step}")
+            raise CheckpointError(f"checkpoint {path} does not match this model/config: {err}") from None
+        self.log(f"resumed from {path} at step {int(state['step'])}")
+        return int(state["step"])
 
-    net = model
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> Dict:
+        """Train to ``train.max_steps`` (or ``train.stop_after``); returns {"step", "checkpoint",
+        "out_dir", "interrupted", "seconds", "world_size"}."""
+        tc = self.cfg.train
+        metrics = MetricsLog(tc.out_dir, self.dist.is_main, self.step if self.resumed else 0)
+        bar = tqdm(total=tc.max_steps, initial=self.step, disable=not (tc.progress and self.dist.is_main),
+                   mininterval=2.0, dynamic_ncols=True, file=sys.stderr)
+        interrupted = False
+        self.model.train()
+        try:
+            while self.step < tc.max_steps:
+                parts, gamma = self.train_step()
+                bar.update(1)
+                if self.step % tc.log_every == 0 or self.step == tc.max_steps:
+                    record = self._record(parts, gamma)
+                    metrics.write(record)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", stage=self.curriculum.stage)
+                if tc.ckpt_every and self.step % tc.ckpt_every == 0 and self.step < tc.max_steps:
+                    self.save_checkpoint()
+                if tc.stop_after and tc.stop_after <= self.step < tc.max_steps:
+                    interrupted = True
+                    break
+            self.save_checkpoint()
+        finally:
+            bar.close()
+            metrics.close()
+        return dict(step=self.step, checkpoint=self.checkpoint_path, out_dir=tc.out_dir, interrupted=interrupted,
+                    seconds=time.time() - self.t0, world_size=self.dist.world_size)
 
-    lc = cfg.loss
+    def train_step(self):
+        """One optimiser step on the curriculum's next global batch (this rank's slice of it)."""
+        cur = self.curriculum
+        if cur.needs_scores(self.step):
+            cur.set_scores(self._semantic_scores(), self.step)
+            self.log(f"step {self.step}: semantic scores (ScoreS) computed for {len(self.train_set)} samples")
+        idx = cur.next_indices()
+        rank = self.dist.rank
+        local = idx[rank * self.local_batch:(rank + 1) * self.local_batch]
+        batch = self.method.collate([self.train_set[int(i)] for i in local])
+        gamma = torch.tensor(cur.gamma(self.step))
+        parts = self.step_fn(self.net, batch, cur.sreg_for(local), gamma)
+        self.opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        self.method.after_optimizer_step(self.step)
+        return parts, gamma
 
-    def forward_loss(batch, sreg, gamma):
-        out = net(batch["images"], batch["phrase_tokens"], batch["entity_valid"])
-        return dapo_loss(out, batch, sreg=sreg, gamma=gamma, tau=lc.tau, w_fg=lc.w_fg, w_bg=lc.w_bg,
-                         w_area=lc.w_area, w_peak=lc.w_peak, bg_power=lc.bg_power, gather=D.all_gather_with_grad, rank_offset=dist.rank * local_bs,
-                         world_size=dist.world_size, normalise_self_paced=lc.normalise_self_paced)
+    def _semantic_scores(self) -> torch.Tensor:
+        cfg, data = self.cfg, self.train_set
+        chunks = [range(i0, min(len(data), i0 + SCORE_BATCH)) for i0 in range(0, len(data), SCORE_BATCH)]
+        if self.curriculum.uses_open_clip():
+            if not cfg.curriculum.scorer_pretrained:
+                raise ValueError("curriculum.scorer='open_clip' needs curriculum.scorer_pretrained (a local weights file)")
+            return open_clip_semantic_scores(cfg.curriculum.scorer_model, cfg.curriculum.scorer_pretrained,
+                                             ([data[i] for i in c] for c in chunks), cfg.data.max_entities)
+        return self.method.semantic_scores(self.method.collate([data[i] for i in c]) for c in chunks)
 
-    step_fn = torch.compile(forward_loss, dynamic=False) if tc.compile else forward_loss
-    has_attn = hasattr(train_set, "__getitem__") and getattr(train_set, "has_attention", False)
-    attn_size = cfg.data.image_size // model.stride if has_attn else None
+    def _record(self, parts: Dict[str, torch.Tensor], gamma: torch.Tensor) -> Dict:
+        record = {k: float(D.all_reduce_mean(v.detach())) for k, v in parts.items()}
+        record["loss"] = record["loss"] / self.dist.world_size  # undo the DDP scaling for display
+        record.update(step=self.step, lr=self.sched.get_last_lr()[0], gamma=float(gamma), stage=self.curriculum.stage,
+                      pool=len(self.curriculum.pool()), elapsed=round(time.time() - self.t0, 2))
+        return record
 
-    metrics = MetricsLog(tc.out_dir, dist.is_main, step if state else 0)
-    ckpt_path = os.path.join(tc.out_dir, "last.pt")
-
-    def checkpoint() -> None:
-        if dist.is_main:
-            save_checkpoint(ckpt_path, dict(
-                model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                curriculum=cur.state_dict(), rng=rng_state(), step=step, config=config_to_dict(cfg),
-                tokenizer=tokenizer.state_dict(), world_size=dist.world_size))
+    def save_checkpoint(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_path, dict(
+                model=self.model.state_dict(), method=self.method.state_dict(), optimizer=self.opt.state_dict(),
+                scheduler=self.sched.state_dict(), curriculum=self.curriculum.state_dict(), rng=rng_state(),
+                step=self.step, config=config_to_dict(self.cfg), tokenizer=self.tokenizer.state_dict(),
+                world_size=self.dist.world_size))
         D.barrier()
 
-    try:
-        from tqdm import tqdm
 
-        bar = tqdm(total=tc.max_steps, initial=step, disable=not (tc.progress and dist.is_main),
-                   mininterval=2.0, dynamic_ncols=True, file=sys.stderr)
-    except ImportError:  # pragma: no cover
-        bar = None
-    interrupted = False
-    model.train()
-    while step < tc.max_steps:
-        if cur.needs_scores(step):
-            cur.set_scores(_semantic_scores(cfg, cur, model, train_set, encode), step)
-            log(f"step {step}: semantic scores (ScoreS) computed for {len(train_set)} samples")
-        idx = cur.next_indices()
-        local = idx[dist.rank * local_bs:(dist.rank + 1) * local_bs]
-        batch = collate_train([train_set[int(i)] for i in local], encode, cfg.data.image_size,
-                              cfg.data.max_entities, attn_size)
-        sreg = cur.sreg_for(local)
-        gamma = torch.tensor(cur.gamma(step))
-        parts = step_fn(batch, sreg, gamma)
-        opt.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        opt.step()
-        sched.step()
-        step += 1
-        if bar is not None:
-            bar.update(1)
-        if step % tc.log_every == 0 or step == tc.max_steps:
-            rec = {k: float(D.all_reduce_mean(v.detach())) for k, v in parts.items()}
-            rec["loss"] = rec["loss"] / dist.world_size  # undo the DDP scaling for display
-            rec.update(step=step, lr=sched.get_last_lr()[0], gamma=float(gamma), stage=cur.stage,
-                       pool=len(cur.pool()), elapsed=round(time.time() - t0, 2))
-            metrics.write(rec)
-            if bar is not None:
-                bar.set_postfix(loss=f"{rec['loss']:.3f}", stage=cur.stage)
-        if tc.ckpt_every and step % tc.ckpt_every == 0 and step < tc.max_steps:
-            checkpoint()
-        if tc.stop_after and step >= tc.stop_after and step < tc.max_steps:
-            interrupted = True
-            break
-    checkpoint()
-    if bar is not None:
-        bar.close()
-    metrics.close()
-    return dict(step=step, checkpoint=ckpt_path, out_dir=tc.out_dir, interrupted=interrupted,
-                seconds=time.time() - t0, world_size=dist.world_size)
+def train(cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] = print) -> Dict:
+    """Run (or continue) training; returns {"step", "checkpoint", "out_dir", "interrupted", "seconds", "world_size"}."""
+    return Trainer(cfg, resume, log).run()
 
 
 def load_trained(path: str):
-    """(model in eval mode, encode fn, Config, checkpoint dict) from a checkpoint path or run directory."""
+    """(method with its model in eval mode, Config, checkpoint dict) from a checkpoint path or run directory."""
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
-    tokenizer = tokenizer_from_state(cfg, state.get("tokenizer"))
-    model, _ = build_model(cfg.model, len(tokenizer) if isinstance(tokenizer, WordTokenizer) else 0)
+    tokenizer = make_tokenizer(cfg, state=state.get("tokenizer"))
+    method = methods.get(cfg.method)(cfg, None, tokenizer, D.DistInfo())
     try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
+        method.model.load_state_dict(state["model"])
+        method.load_state_dict(state.get("method", {}))
+    except (KeyError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path}: model weights do not fit the saved config: {err}") from None
-    model.eval()
-    return model, make_encoder(cfg, tokenizer), cfg, state
+    method.model.eval()
+    return method, cfg, state

@@ -12,7 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from dapo_fast.cli import main as cli_main  # noqa: E402
 from dapo_fast.data.sample import load_image  # noqa: E402
-from dapo_fast.diffusion.generate import (GeneratedSet, GenerationError, GenerationSettings, Prompt,  # noqa: E402
+from dapo_fast.data.generated import GeneratedSet  # noqa: E402
+from dapo_fast.diffusion.generate import (GenerationError, GenerationSettings, Prompt,  # noqa: E402
                                           entity_char_spans, generate, load_sd_directory, read_prompts,
                                           sample_prompts)
 from dapo_fast.diffusion.tiny_sd import tiny_sd_directory  # noqa: E402
@@ -89,7 +90,8 @@ def test_training_step_on_generated_samples_lowers_diffusion_loss(guided, ground
     from dapo_fast.train.loop import load_trained
 
     out, _ = guided
-    model, encode, cfg, _ = load_trained(grounder)
+    method, cfg, _ = load_trained(grounder)
+    model, encode = method.model, method.encode_phrase
     model.train()
     samples = [GeneratedSet(out)[i] for i in range(2)]
     batch = collate_train(samples, encode, cfg.data.image_size, cfg.data.max_entities,

@@ -4,6 +4,7 @@ import torch
 from dapo_fast.cli import main
 from dapo_fast.data.synthetic import generate_split
 from dapo_fast.eval import evaluate, format_table, save_grid
+from dapo_fast.train.methods.wwbl import WWbL
 from dapo_fast.eval.grounding import boxes_in_image_pixels, union_boxes
 
 
@@ -49,7 +50,7 @@ def test_oracle_heatmaps_score_100_and_inverted_score_0():
     assert res["subsets"]["6+"]["entities"] == sum(len(p) for p, n in zip(split.phrases, split.num_objects) if n >= 6)
     bad = evaluate(Oracle(split, 64, invert=True), split, _encode, 64, 3, batch_size=24)
     assert bad["pointing"] < 20.0
-    table = format_table({"oracle": res, "inverted": bad})
+    table = format_table({"oracle": res, "inverted": bad}, WWbL.COLUMNS)
     assert "| oracle | 100.0" in table and "PG 6+" in table
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import dapo_fast.train.loop as loop
+import dapo_fast.train.methods.wwbl as wwbl
 from dapo_fast.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tests.train.tiny import tiny_config
 
@@ -40,13 +41,13 @@ def test_resume_is_bit_for_bit(tmp_path):
 
 def test_training_batches_carry_no_boxes_or_masks(tmp_path, monkeypatch):
     seen = []
-    real = loop.dapo_loss
+    real = wwbl.dapo_loss
 
     def spy(out, batch, **kw):
         seen.append(set(batch))
         return real(out, batch, **kw)
 
-    monkeypatch.setattr(loop, "dapo_loss", spy)
+    monkeypatch.setattr(wwbl, "dapo_loss", spy)
     loop.train(tiny_config(tmp_path, train=dict(max_steps=3)))
     assert seen and all(not (keys & {"gt_boxes", "gt_masks", "proposals", "mask_proposals", "image_sizes"})
                         for keys in seen)
@@ -72,8 +73,8 @@ def test_missing_and_corrupt_checkpoints(tmp_path):
 
 def test_resume_refuses_a_different_config(tmp_path):
     out = loop.train(tiny_config(tmp_path, train=dict(max_steps=2)))
-    other = tiny_config(tmp_path, train=dict(max_steps=2), loss=dict(tau=0.5))
-    with pytest.raises(CheckpointError, match="'loss' config"):
+    other = tiny_config(tmp_path, train=dict(max_steps=2), wwbl=dict(tau=0.5))
+    with pytest.raises(CheckpointError, match="'wwbl' config"):
         loop.train(other, resume=out["checkpoint"])
 
 
@@ -121,7 +122,7 @@ def test_diffusion_guided_term_reaches_the_loop(tmp_path, monkeypatch):
         return splits
 
     seen = []
-    real = loop.dapo_loss
+    real = wwbl.dapo_loss
 
     def spy(out, batch, **kw):
         res = real(out, batch, **kw)
@@ -129,7 +130,7 @@ def test_diffusion_guided_term_reaches_the_loop(tmp_path, monkeypatch):
         return res
 
     monkeypatch.setattr(loop, "build_splits", build)
-    monkeypatch.setattr(loop, "dapo_loss", spy)
+    monkeypatch.setattr(wwbl, "dapo_loss", spy)
     loop.train(tiny_config(tmp_path, train=dict(max_steps=3)))
     assert seen and all(has and d > 0 for has, d in seen)
 

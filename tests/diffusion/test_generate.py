@@ -16,44 +16,7 @@ from dapo_fast.data.generated import GeneratedSet  # noqa: E402
 from dapo_fast.diffusion.generate import (GenerationError, GenerationSettings, Prompt,  # noqa: E402
                                           entity_char_spans, generate, load_sd_directory, read_prompts,
                                           sample_prompts)
-from dapo_fast.diffusion.tiny_sd import tiny_sd_directory  # noqa: E402
-
-PROMPTS = [Prompt("a red circle left of a blue square", ("red circle", "blue square")),
-           Prompt("a green ring above a yellow cross and a purple triangle",
-                  ("green ring", "yellow cross", "purple triangle"))]
-SETTINGS = dict(steps=3, cfg_scale=7.5, scheduler="ddpm")
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: intra-op threads only add hand-off cost on a shared CPU
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def sd_dir(tmp_path_factory, one_thread):
-    return tiny_sd_directory(str(tmp_path_factory.mktemp("sd") / "tiny-sd"))
-
-
-@pytest.fixture(scope="module")
-def grounder(tmp_path_factory, one_thread):
-    """A real grounder checkpoint from the training stack (3 steps on 32 px synthetic images)."""
-    from dapo_fast.train.loop import train
-    from tests.train.tiny import tiny_config
-
-    root = tmp_path_factory.mktemp("grounder")
-    return train(tiny_config(root, train=dict(max_steps=3)), log=lambda *_: None)["checkpoint"]
-
-
-@pytest.fixture(scope="module")
-def guided(tmp_path_factory, sd_dir, grounder):
-    out = str(tmp_path_factory.mktemp("gen") / "guided")
-    stats = generate(sd_dir, out, PROMPTS, GenerationSettings(guidance=True, **SETTINGS), grounder_path=grounder,
-                     batch_size=2, shard_size=1, save_maps=True, progress=False, log=lambda *_: None)
-    return out, stats
-
+from tests.diffusion.conftest import PROMPTS, SETTINGS  # noqa: E402
 
 def test_guided_generation_writes_shards_that_read_back(guided):
     out, stats = guided

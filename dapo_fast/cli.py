@@ -65,7 +65,7 @@ def _demo(args) -> int:
 
 
 def _ablation(args) -> int:
-    from dapo_fast.train.demo import run_ablation
+    from dapo_fast.train.demo import generated_data_variants, run_ablation, run_variants
 
     cfg = _config(args, builtin_demo=True)
     if args.out:
@@ -73,8 +73,22 @@ def _ablation(args) -> int:
     if args.no_compile:
         cfg.train.compile = False
     cfg.train.progress = False
-    run_ablation(cfg, args.variants, args.seeds)
+    if args.generated:
+        if args.variants:
+            from dapo_fast.train.config import ConfigError
+
+            raise ConfigError("--generated compares data sources; it does not combine with --variants")
+        run_variants(cfg, generated_data_variants(dict(args.generated)), args.seeds, name="gat_ablation")
+    else:
+        run_ablation(cfg, args.variants, args.seeds)
     return 0
+
+
+def _named_directory(text: str):
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIRECTORY, got {text!r}")
+    return name, path
 
 
 # ---- diffusion: generation-aided training (DAPO GAT) -------------------------------------------
@@ -100,12 +114,67 @@ def _generate(args) -> int:
     return 0
 
 
-def _add_diffusion_commands(sub) -> None:
-    from dapo_fast.diffusion.generate import add_arguments
+def _gat_demo(args) -> int:
+    from dapo_fast.diffusion.gat_demo import run_gat_demo
 
+    cfg = _config(args, builtin_demo=True)
+    cfg.train.progress = not args.no_progress
+    run_gat_demo(cfg, out_dir=args.out, model_dir=args.model, num_images=args.images,
+                 finetune_steps=args.finetune_steps, steps=args.steps)
+    return 0
+
+
+def _refine_thresholds(text: str):
+    out = {}
+    for part in filter(None, text.split(",")):
+        step, _, value = part.partition(":")
+        try:
+            out[int(step)] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"refine thresholds look like '0:0.05,10:0.5', got {text!r}") from None
+    return out
+
+
+def _generate_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="diffusers Stable Diffusion directory (save_pretrained layout)")
+    p.add_argument("--out", required=True, help="output directory (shards, manifest); rerun to resume")
+    src = p.add_argument_group("prompts (default: DAPO's sampler over the synthetic vocabulary)")
+    src.add_argument("--phrases", help="JSONL file of {\"caption\": ..., \"entities\": [...]} lines")
+    src.add_argument("--num-two", type=int, default=7000, help="two-entity captions (DAPO: 7000)")
+    src.add_argument("--num-three", type=int, default=3000, help="three-entity captions (DAPO: 3000)")
+    src.add_argument("--phrase-seed", type=int, default=0, help="seed of the phrase sampler")
+    src.add_argument("--sizes", action="store_true", help="sampler: prefix entities with a size word")
+    src.add_argument("--limit", type=int, help="only the first N prompts")
+    g = p.add_argument_group("guidance (DAPO eq. 4)")
+    mode = g.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--grounder", help="grounder checkpoint whose heatmaps guide the latents")
+    mode.add_argument("--no-guidance", action="store_true", help="plain generation (no latent update)")
+    g.add_argument("--scale-factor", type=float, default=20.0, help="alpha_t = s*sqrt(linspace(1,.5,steps)[i]) (A&E: 20)")
+    g.add_argument("--max-iter-to-alter", type=int, help="guided steps (default: the first half, A&E's 25 of 50)")
+    g.add_argument("--refine-thresholds", type=_refine_thresholds, default={},
+                   help="iterative refinement 'step:L_A,...' (A&E used 0:0.05,10:0.5,20:0.8 for its own loss); "
+                        "default none")
+    d = p.add_argument_group("sampling")
+    d.add_argument("--steps", type=int, default=50, help="denoising steps (DAPO: 50)")
+    d.add_argument("--cfg-scale", type=float, default=7.5, help="classifier-free guidance scale (7.5)")
+    d.add_argument("--scheduler", choices=("ddpm", "ddim"), default="ddpm", help="DAPO: DDPM")
+    d.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
+    d.add_argument("--map-resolution", type=int, default=16, help="cross-attention resolution kept (16)")
+    r = p.add_argument_group("run")
+    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resuming)")
+    r.add_argument("--save-maps", action="store_true", help="a PNG sheet per image: entity and token maps")
+    r.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda:LOCAL_RANK when available)")
+    r.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
+                   help="default: float16 on CUDA, float32 on the CPU")
+    r.add_argument("--threads", type=int, default=0, help="torch.set_num_threads when > 0")
+    r.add_argument("--no-progress", action="store_true")
+
+
+def _add_diffusion_commands(sub) -> None:
     ge = sub.add_parser("generate", help="DAPO's generated training set: images + final-step entity attention maps "
                                          "from a Stable Diffusion directory, optionally attention-guided (eq. 4)")
-    add_arguments(ge)
+    _generate_arguments(ge)
     ge.set_defaults(func=_generate)
     td = sub.add_parser("train-diffusion", help="train the small text-to-image model (UNet + AutoencoderKL + CLIP "
                                                 "text encoder) on the synthetic benchmark; saved with save_pretrained")
@@ -114,6 +183,16 @@ def _add_diffusion_commands(sub) -> None:
                     help="override one config value (repeatable), e.g. --set unet.steps=100")
     td.add_argument("--out", help="run directory (default: train.out_dir); the model goes to <out>/model")
     td.set_defaults(func=_train_diffusion)
+    gd = sub.add_parser("gat-demo", help="DAPO's generation-aided training end to end: train the grounder, generate "
+                                         "guided images with the shipped small model, fine-tune with L_D, evaluate")
+    _add_config_args(gd, method=False)
+    gd.add_argument("--out", default="runs/gat_demo", help="run directory (stages already done are reused)")
+    gd.add_argument("--model", help="Stable Diffusion directory (default: the small model shipped with the package)")
+    gd.add_argument("--images", type=int, default=320, help="generated images (7:3 two- and three-entity captions)")
+    gd.add_argument("--steps", type=int, default=50, help="denoising steps")
+    gd.add_argument("--finetune-steps", type=int, default=500, help="fine-tuning steps (GAT and the control)")
+    gd.add_argument("--no-progress", action="store_true")
+    gd.set_defaults(func=_gat_demo)
 
 
 def _add_config_args(p, method: bool = True):
@@ -164,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--variants", nargs="*", help="only these variants (wwbl: none ScoreQ ScoreS ScoreQ+ScoreS)")
     ab.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0); the table "
                     "shows the mean and spread over them")
+    ab.add_argument("--generated", action="append", type=_named_directory, default=[], metavar="NAME=DIR",
+                    help="DAPO's Table 4 GAT row instead: real only vs real + each `dapo-fast generate` output "
+                         "(repeatable, e.g. --generated plain=runs/gen_plain --generated guided=runs/gen_guided)")
     ab.set_defaults(func=_ablation)
     _add_diffusion_commands(sub)
     return parser

@@ -24,7 +24,6 @@ generators for the initial latents and the DDPM noise), not on the batch it was 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -496,53 +495,6 @@ def generate(model_dir: str, out_dir: str, prompts: Sequence[Prompt], settings: 
 
 # ---- command line -------------------------------------------------------------------------------
 
-def _thresholds(text: str) -> Dict[int, float]:
-    out = {}
-    for part in filter(None, text.split(",")):
-        step, _, value = part.partition(":")
-        try:
-            out[int(step)] = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"refine thresholds look like '0:0.05,10:0.5', got {text!r}") from None
-    return out
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="diffusers Stable Diffusion directory (save_pretrained layout)")
-    p.add_argument("--out", required=True, help="output directory (shards, manifest); rerun to resume")
-    src = p.add_argument_group("prompts (default: DAPO's sampler over the synthetic vocabulary)")
-    src.add_argument("--phrases", help="JSONL file of {\"caption\": ..., \"entities\": [...]} lines")
-    src.add_argument("--num-two", type=int, default=7000, help="two-entity captions (DAPO: 7000)")
-    src.add_argument("--num-three", type=int, default=3000, help="three-entity captions (DAPO: 3000)")
-    src.add_argument("--phrase-seed", type=int, default=0, help="seed of the phrase sampler")
-    src.add_argument("--sizes", action="store_true", help="sampler: prefix entities with a size word")
-    src.add_argument("--limit", type=int, help="only the first N prompts")
-    g = p.add_argument_group("guidance (DAPO eq. 4)")
-    mode = g.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--grounder", help="grounder checkpoint whose heatmaps guide the latents")
-    mode.add_argument("--no-guidance", action="store_true", help="plain generation (no latent update)")
-    g.add_argument("--scale-factor", type=float, default=20.0, help="alpha_t = s*sqrt(linspace(1,.5,steps)[i]) (A&E: 20)")
-    g.add_argument("--max-iter-to-alter", type=int, help="guided steps (default: the first half, A&E's 25 of 50)")
-    g.add_argument("--refine-thresholds", type=_thresholds, default={},
-                   help="iterative refinement 'step:L_A,...' (A&E used 0:0.05,10:0.5,20:0.8 for its own loss); "
-                        "default none")
-    d = p.add_argument_group("sampling")
-    d.add_argument("--steps", type=int, default=50, help="denoising steps (DAPO: 50)")
-    d.add_argument("--cfg-scale", type=float, default=7.5, help="classifier-free guidance scale (7.5)")
-    d.add_argument("--scheduler", choices=("ddpm", "ddim"), default="ddpm", help="DAPO: DDPM")
-    d.add_argument("--seed", type=int, default=0, help="prompt i uses seed + i")
-    d.add_argument("--map-resolution", type=int, default=16, help="cross-attention resolution kept (16)")
-    r = p.add_argument_group("run")
-    r.add_argument("--batch-size", type=int, default=8)
-    r.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resuming)")
-    r.add_argument("--save-maps", action="store_true", help="a PNG sheet per image: entity and token maps")
-    r.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda:LOCAL_RANK when available)")
-    r.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
-                   help="default: float16 on CUDA, float32 on the CPU")
-    r.add_argument("--threads", type=int, default=0, help="torch.set_num_threads when > 0")
-    r.add_argument("--no-progress", action="store_true")
-
-
 def run(args) -> Dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -565,15 +517,10 @@ def run(args) -> Dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="dapo-fast generate", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        run(args)
-    except (GenerationError, FileNotFoundError) as err:
-        print(f"dapo-fast generate: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    """``python -m dapo_fast.diffusion.generate ARGS`` = ``dapo-fast generate ARGS``."""
+    from dapo_fast.cli import main as cli_main
+
+    return cli_main(["generate"] + list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ class TrainConfig:
     stop_after: int = 0  # >0: stop (as if interrupted) after this many steps; for testing --resume
     progress: bool = True
     threads: int = 0  # torch.set_num_threads when > 0
+    init_from: Optional[str] = None  # start from this checkpoint's weights and tokenizer (fine-tuning)
 
 
 SHARED_SECTIONS = ("data", "model", "optim", "curriculum", "train")

@@ -141,9 +141,13 @@ class Trainer:
         self.dist = self._init_process()
         self.train_set = self._load_train_set()
         state = self._load_resume_state(resume)
-        self.tokenizer = make_tokenizer(cfg, self.train_set, state["tokenizer"] if state else None)
+        init = load_checkpoint(cfg.train.init_from) if cfg.train.init_from and state is None else None
+        saved = state or init
+        self.tokenizer = make_tokenizer(cfg, self.train_set, saved["tokenizer"] if saved else None)
         self.method = methods.get(cfg.method)(cfg, self.train_set, self.tokenizer, self.dist)
         self.model = self.method.model
+        if init is not None:
+            self._initialise(init, cfg.train.init_from)
         self.opt, self.sched = build_optimizer(cfg, self.model)
         tc = cfg.train
         self.curriculum = Curriculum(cfg.curriculum, object_counts(self.train_set),
@@ -184,6 +188,19 @@ class Trainer:
         state = load_checkpoint(resume)
         _check_resume_config(state["config"], self.cfg, resume)
         return state
+
+    def _initialise(self, state: Dict, path: str) -> None:
+        """Fine-tuning: the model (and the method's state) of another run; optimiser, curriculum
+        and step start afresh."""
+        if state["config"].get("method") != self.cfg.method or state["config"].get("model") != config_to_dict(
+                self.cfg)["model"]:
+            raise CheckpointError(f"train.init_from={path} was trained with another method or model config")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.method.load_state_dict(state["method"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"train.init_from={path} does not fit this model: {err}") from None
+        self.log(f"initialised from {path} (step {int(state['step'])})")
 
     def _restore(self, state: Dict, path: str) -> int:
         try:

@@ -113,3 +113,40 @@ def test_generated_data_config_errors(tmp_path):
         from dapo_fast.data import build_splits
 
         build_splits(tiny_config(tmp_path, data=dict(generated_root=str(tmp_path / "none"))).data)
+
+
+def test_gat_demo_chain_runs_and_reuses_finished_stages(sd_dir, tmp_path):
+    """The whole chain on the tiny SD (32 px) and a tiny grounder config: trained, generated,
+    fine-tuned twice, evaluated; a rerun reuses every stage."""
+    from dapo_fast.diffusion.gat_demo import run_gat_demo
+
+    cfg = tiny_config(tmp_path, train=dict(max_steps=3))
+    out = str(tmp_path / "demo")
+    first = run_gat_demo(cfg, out, model_dir=sd_dir, num_images=4, finetune_steps=2, steps=2, batch_size=4,
+                         log=lambda *_: None)
+    assert first["num_images"] == 4 and len(first["rows"]) == 3
+    for row in first["rows"].values():
+        assert 0 <= row["pointing"] <= 100 and row["entities"] > 0
+    assert set(first["fidelity"]) >= {"found", "all_found", "peak_on_entity"}
+    from dapo_fast.train.checkpoint import load_checkpoint
+
+    tuned = load_checkpoint(os.path.join(out, "finetuned_gat", "last.pt"))
+    assert tuned["step"] == 2 and tuned["config"]["data"]["generated_root"].endswith("generated")
+    assert tuned["config"]["train"]["init_from"] == os.path.join(out, "grounder", "last.pt")
+    messages = []
+    run_gat_demo(cfg, out, model_dir=sd_dir, num_images=4, finetune_steps=2, steps=2, batch_size=4,
+                 log=messages.append)
+    assert sum("reusing" in m for m in messages) == 3 and any("nothing to do" in m for m in messages)
+
+
+def test_fine_tuning_starts_from_the_checkpoint(grounder, tmp_path):
+    from dapo_fast.train.checkpoint import CheckpointError, load_checkpoint
+    from dapo_fast.train.loop import Trainer
+
+    trainer = Trainer(tiny_config(tmp_path, train=dict(init_from=grounder)), log=lambda *_: None)
+    start = load_checkpoint(grounder)
+    for key, value in start["model"].items():
+        assert torch.equal(trainer.model.state_dict()[key], value), key
+    assert trainer.step == 0 and trainer.tokenizer.vocab == start["tokenizer"]["vocab"]
+    with pytest.raises(CheckpointError, match="another method or model config"):
+        Trainer(tiny_config(tmp_path, model=dict(dim=8), train=dict(init_from=grounder)), log=lambda *_: None)

@@ -204,3 +204,20 @@ def test_entity_char_spans_take_whole_words_and_successive_occurrences():
     assert entity_char_spans("a bred ring near a red ring", ["red ring"]) == [(19, 27)]
     with pytest.raises(GenerationError, match="'red ring' does not occur"):
         entity_char_spans("a red ring", ["red ring", "red ring"])
+
+
+def test_a_directory_with_sd14s_scheduler_config_generates(sd_dir, tmp_path):
+    """SD-1.4 ships a PNDM scheduler config (and safety-checker folders): DDPM and DDIM are built
+    from it and the extra folders are ignored."""
+    from diffusers import PNDMScheduler
+
+    sd14_like = str(tmp_path / "sd14-like")
+    shutil.copytree(sd_dir, sd14_like)
+    PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                  steps_offset=1).save_pretrained(os.path.join(sd14_like, "scheduler"))
+    os.makedirs(os.path.join(sd14_like, "safety_checker"))
+    for scheduler in ("ddpm", "ddim"):
+        out = str(tmp_path / scheduler)
+        stats = generate(sd14_like, out, PROMPTS[:1], GenerationSettings(steps=2, scheduler=scheduler),
+                         progress=False, log=lambda *_: None)
+        assert stats["generated"] == 1 and torch.isfinite(GeneratedSet(out).maps[0]).all()

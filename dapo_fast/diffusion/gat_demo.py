@@ -28,9 +28,7 @@ def run_gat_demo(cfg, out_dir: str = "runs/gat_demo", model_dir: Optional[str] =
     from dapo_fast.diffusion.generate import GenerationSettings, generate, sample_prompts
     from dapo_fast.diffusion.models import small_model_dir
     from dapo_fast.train import methods
-    from dapo_fast.train.checkpoint import load_checkpoint
-    from dapo_fast.train.demo import evaluate_checkpoint, results_table
-    from dapo_fast.train.loop import train
+    from dapo_fast.train.demo import evaluate_checkpoint, results_table, train_or_reuse
 
     t0 = time.time()
     model_dir = model_dir or small_model_dir()
@@ -43,13 +41,7 @@ def run_gat_demo(cfg, out_dir: str = "runs/gat_demo", model_dir: Optional[str] =
         return result
 
     def trained(c):
-        checkpoint = os.path.join(c.train.out_dir, "last.pt")
-        if not os.path.exists(checkpoint):
-            return train(c, log=log)["checkpoint"]
-        if int(load_checkpoint(checkpoint)["step"]) >= c.train.max_steps:
-            log(f"[gat-demo] reusing {checkpoint}")
-            return checkpoint
-        return train(c, resume=checkpoint, log=log)["checkpoint"]
+        return train_or_reuse(c, log=log)["checkpoint"]
 
     base = copy.deepcopy(cfg)
     base.train.out_dir = os.path.join(out_dir, "grounder")

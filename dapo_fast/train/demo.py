@@ -12,7 +12,8 @@ from dapo_fast.data import build_splits
 from dapo_fast.eval.table import format_table
 from dapo_fast.train import methods
 from dapo_fast.train.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
-from dapo_fast.train.loop import load_trained, train
+from dapo_fast.train.checkpoint import load_checkpoint
+from dapo_fast.train.loop import check_same_run, load_trained, train
 
 
 def evaluate_checkpoint(path: str, split: str = "test", png: Optional[str] = None, data_root: Optional[str] = None,
@@ -53,6 +54,28 @@ def run_demo(cfg: Config, log=print) -> Dict:
     with open(os.path.join(cfg.train.out_dir, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
     return res
+
+
+def train_or_reuse(cfg: Config, log=print) -> Dict:
+    """Train ``cfg`` unless its run directory already holds the finished run (then reuse it) or a
+    stopped one (then resume it): long ablations continue where they stopped. A checkpoint of
+    another config raises CheckpointError."""
+    checkpoint = os.path.join(cfg.train.out_dir, "last.pt")
+    if not os.path.exists(checkpoint):
+        return train(cfg, log=log)
+    state = load_checkpoint(checkpoint)
+    check_same_run(state["config"], cfg, checkpoint)
+    if int(state["step"]) < cfg.train.max_steps:
+        return train(cfg, resume=checkpoint, log=log)
+    log(f"reusing the finished run {checkpoint}")
+    metrics = os.path.join(cfg.train.out_dir, "metrics.jsonl")
+    seconds = 0.0
+    if os.path.exists(metrics):
+        with open(metrics) as f:
+            lines = f.read().splitlines()
+        seconds = float(json.loads(lines[-1]).get("elapsed", 0.0)) if lines else 0.0
+    return dict(step=int(state["step"]), checkpoint=checkpoint, out_dir=cfg.train.out_dir, interrupted=False,
+                seconds=seconds, world_size=1)
 
 
 def variant_config(cfg: Config, overrides: Sequence[str], seed: int, out_dir: str) -> Config:
@@ -96,7 +119,7 @@ def run_variants(cfg: Config, variants: Dict[str, List[str]], seeds: Sequence[in
         rows[variant] = dict(seeds=[], seed_ids=list(seeds), overrides=list(overrides))
         for seed in seeds:
             run_dir = os.path.join(base_out, _directory_name(variant), f"seed{seed}")
-            out = train(variant_config(cfg, overrides, seed, run_dir), log=log)
+            out = train_or_reuse(variant_config(cfg, overrides, seed, run_dir), log=log)
             res = evaluate_checkpoint(out["checkpoint"], "test")
             res["train_seconds"] = out["seconds"]
             rows[variant]["seeds"].append(res)

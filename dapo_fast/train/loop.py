@@ -115,7 +115,7 @@ class MetricsLog:
             self.tb.close()
 
 
-def _check_resume_config(saved: Dict, cfg: Config, path: str) -> None:
+def check_same_run(saved: Dict, cfg: Config, path: str) -> None:
     """A checkpoint may only continue the same run (train.stop_after/progress/out_dir may differ)."""
     now = config_to_dict(cfg)
     if saved.get("method") != now["method"]:
@@ -186,7 +186,7 @@ class Trainer:
         if not resume:
             return None
         state = load_checkpoint(resume)
-        _check_resume_config(state["config"], self.cfg, resume)
+        check_same_run(state["config"], self.cfg, resume)
         return state
 
     def _initialise(self, state: Dict, path: str) -> None:

@@ -150,3 +150,19 @@ def test_fine_tuning_starts_from_the_checkpoint(grounder, tmp_path):
     assert trainer.step == 0 and trainer.tokenizer.vocab == start["tokenizer"]["vocab"]
     with pytest.raises(CheckpointError, match="another method or model config"):
         Trainer(tiny_config(tmp_path, model=dict(dim=8), train=dict(init_from=grounder)), log=lambda *_: None)
+
+
+def test_gat_rows_compare_data_sources_and_rerun_reuses_finished_runs(plain_set, tmp_path):
+    from dapo_fast.train.demo import generated_data_variants, run_variants
+
+    variants = generated_data_variants({"plain": plain_set})
+    assert variants == {"real only": [], "real + plain": [f"data.generated_root={plain_set}"]}
+    cfg = tiny_config(tmp_path, train=dict(max_steps=2))
+    rows = run_variants(cfg, variants, seeds=[0], log=lambda *_: None, name="gat_ablation")
+    assert (tmp_path / "run" / "real_plain" / "seed0" / "last.pt").exists()
+    assert "| real + plain |" in (tmp_path / "run" / "gat_ablation.md").read_text()
+    messages = []
+    again = run_variants(cfg, variants, seeds=[0], log=messages.append, name="gat_ablation")
+    assert sum("reusing the finished run" in m for m in messages) == 2
+    for name in rows:
+        assert again[name]["seeds"][0]["pointing"] == rows[name]["seeds"][0]["pointing"]

@@ -31,7 +31,7 @@ def _train(args) -> int:
     cfg = _config(args)
     if args.no_compile:
         cfg.train.compile = False
-    out = train(cfg, resume=args.resume)
+    out = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if out["world_size"] == 1 or int(os.environ.get("RANK", "0")) == 0:
         state = "stopped (train.stop_after)" if out["interrupted"] else "finished"
         print(f"{state} at step {out['step']} in {out['seconds']:.1f}s; checkpoint: {out['checkpoint']}")
@@ -60,7 +60,7 @@ def _demo(args) -> int:
         cfg.train.out_dir = args.out
     if args.no_compile:
         cfg.train.compile = False
-    run_demo(cfg)
+    run_demo(cfg, overwrite=args.overwrite)
     return 0
 
 
@@ -78,9 +78,10 @@ def _ablation(args) -> int:
             from dapo_fast.train.config import ConfigError
 
             raise ConfigError("--generated compares data sources; it does not combine with --variants")
-        run_variants(cfg, generated_data_variants(dict(args.generated)), args.seeds, name="gat_ablation")
+        run_variants(cfg, generated_data_variants(dict(args.generated)), args.seeds, overwrite=args.overwrite,
+                     name="gat_ablation")
     else:
-        run_ablation(cfg, args.variants, args.seeds)
+        run_ablation(cfg, args.variants, args.seeds, overwrite=args.overwrite)
     return 0
 
 
@@ -220,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a grounding method (default wwbl: DAPO progressive learning); DDP under torchrun")
     _add_config_args(tr)
     tr.add_argument("--resume", help="checkpoint (or run directory) to continue bit-for-bit")
+    tr.add_argument("--overwrite", action="store_true", help="replace the run already in train.out_dir (without "
+                    "this, or --resume naming its checkpoint, training into a directory holding a run is refused)")
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint with its method's metrics per object-count subset; PNG")
@@ -234,20 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("demo", help="generate the synthetic benchmark, train, evaluate, print the table, write the PNG")
     _add_config_args(de, method=False)
     de.add_argument("--out", help="run directory (default runs/demo)")
+    de.add_argument("--overwrite", action="store_true", help="retrain from scratch, replacing the run in the "
+                    "directory (by default the demo continues it; a finished run is only re-evaluated)")
     de.set_defaults(func=_demo)
 
     ab = sub.add_parser("ablation", help="a method's ablation at one budget (wwbl: DAPO Table 4, no curriculum / "
                                          "ScoreQ / ScoreS / both), once per seed")
     _add_config_args(ab)
-    ab.add_argument("--out", help="directory for the runs (default: the config's train.out_dir)")
-    ab.add_argument("--variants", nargs="*", help="only these variants (wwbl: none ScoreQ ScoreS ScoreQ+ScoreS)")
-    ab.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0); the table "
-                    "shows the mean and spread over them")
     ab.add_argument("--generated", action="append", type=_named_directory, default=[], metavar="NAME=DIR",
                     help="DAPO's Table 4 GAT row instead: real only vs real + each `dapo-fast generate` output "
                          "(repeatable, e.g. --generated plain=runs/gen_plain --generated guided=runs/gen_guided)")
-    ab.set_defaults(func=_ablation)
+    ab.add_argument("--out", help="directory for the runs (default: the config's train.out_dir)")
     _add_diffusion_commands(sub)
+    ab.add_argument("--variants", nargs="*", help="only these variants (wwbl: none ScoreQ ScoreS ScoreQ+ScoreS)")
+    ab.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0); the table "
+                    "shows the mean and spread over them")
+    ab.add_argument("--overwrite", action="store_true", help="retrain every run from scratch (by default each run "
+                    "continues the one in its directory; finished runs are only re-evaluated)")
+    ab.set_defaults(func=_ablation)
     return parser
 
 
@@ -255,12 +262,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return args.func(args)
+    from dapo_fast.safe_io import FileFormatError
     from dapo_fast.train.checkpoint import CheckpointError
     from dapo_fast.train.config import ConfigError
 
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, FileFormatError, FileNotFoundError, FileExistsError) as err:
         print(f"dapo-fast {args.command}: error: {err}", file=sys.stderr)
         return 2
 

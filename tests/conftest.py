@@ -1,14 +1,16 @@
 """Test set-up shared by every test file.
 
 * Without a CUDA device, Triton kernels run under TRITON_INTERPRET=1; it must be set before
-  anything imports triton, which is why it happens here, first.
-* ``seed`` gives each test a fresh random seed (printed on failure so a run can be replayed
-  with DAPO_FAST_TEST_SEED=<seed>).
+  anything imports triton, which is why it happens here, first. With one, the tests marked
+  ``triton`` build their tensors on the GPU and the kernels run natively (tools/gpu_check.sh).
+* ``seed`` gives each test a fresh random seed for torch, numpy and ``random`` (printed on
+  failure so a run can be replayed with DAPO_FAST_TEST_SEED=<seed>).
 """
 import json
 import os
 import random
 
+import numpy as np
 import pytest
 
 if "TRITON_INTERPRET" not in os.environ:
@@ -30,9 +32,22 @@ from tests import _helpers  # noqa: E402,F401
 def seed(request):
     value = int(os.environ.get("DAPO_FAST_TEST_SEED", random.SystemRandom().randrange(2**31)))
     torch.manual_seed(value)
+    np.random.seed(value)
+    random.seed(value)
     request.node.user_properties.append(("seed", value))
     print(f"[seed] {request.node.nodeid}: DAPO_FAST_TEST_SEED={value}")
     return value
+
+
+@pytest.fixture(autouse=True)
+def _triton_tests_on_the_gpu(request):
+    """A test marked ``triton`` builds its tensors on the default device: on a CUDA machine that is
+    the GPU (the Triton kernels run natively), elsewhere the CPU (under TRITON_INTERPRET=1)."""
+    if request.node.get_closest_marker("triton") is None or not torch.cuda.is_available():
+        yield
+        return
+    with torch.device("cuda"):
+        yield
 
 
 def pytest_collection_modifyitems(config, items):

@@ -17,13 +17,16 @@ def test_run_case_times_every_impl_and_computes_speedups():
         op="toy", size="64", make_inputs=make,
         impls={"ours": lambda i: i["x"] * 2, "slow": lambda i: (i["x"] @ torch.eye(64)) * 2,
                "broken": lambda i: (_ for _ in ()).throw(RuntimeError("no kernel"))},
-        ours=["ours"], baselines=["slow"], grad_inputs=["x"], bytes_moved=2 * 64 * 64 * 4, measure_memory=True,
+        ours=["ours"], baselines=["slow"], grad_inputs=["x"], bytes_moved=2 * 64 * 64 * 4,
+        bytes_moved_fwd_bwd=3 * 64 * 64 * 4, measure_memory=True,
     )
     rows = {r["impl"]: r for r in runner.run_case(case, repeats=2)}
     assert rows["ours"]["fwd_ms"] > 0 and rows["ours"]["fwd_bwd_ms"] > 0
     ratio = rows["ours"]["speedup_fwd_vs_slow"]
     assert abs(ratio - rows["slow"]["fwd_ms"] / rows["ours"]["fwd_ms"]) < 1e-9
     assert rows["ours"]["fwd_gbs"] > 0
+    fwd_bwd_gbs = case.bytes_moved_fwd_bwd / (rows["ours"]["fwd_bwd_ms"] * 1e-3) / 1e9
+    assert abs(rows["ours"]["fwd_bwd_gbs"] - fwd_bwd_gbs) < 1e-9 * fwd_bwd_gbs
     assert rows["ours"]["peak_mb"] > 0 and rows["ours"]["memory_ratio_vs_slow"] > 0
     assert "no kernel" in rows["broken"]["error"]  # reported, not fatal
 

@@ -106,6 +106,8 @@ def run_case(case: Case, repeats: int, impl_filter: Optional[List[str]] = None) 
                 r[f"memory_ratio_vs_{base}"] = b["peak_mb"] / r["peak_mb"]
         if case.bytes_moved and "fwd_ms" in r:
             r["fwd_gbs"] = case.bytes_moved / (r["fwd_ms"] * 1e-3) / 1e9
+        if case.bytes_moved_fwd_bwd and "fwd_bwd_ms" in r:
+            r["fwd_bwd_gbs"] = case.bytes_moved_fwd_bwd / (r["fwd_bwd_ms"] * 1e-3) / 1e9
     return rows
 
 
@@ -114,19 +116,27 @@ def _fmt(v, spec):
 
 
 def print_table(rows: List[dict], bandwidth: float) -> None:
+    """One line per implementation; GB/s is the case's minimal traffic over the measured time
+    (forward, and forward+backward where the case names its traffic) and %bw its share of the copy
+    bandwidth."""
     print(f"\ncopy bandwidth measured in this run: {bandwidth:.1f} GB/s (read + write)")
-    header = f"{'op':<22}{'size':<22}{'impl':<24}{'fwd ms':>10}{'fwd+bwd ms':>12}{'GB/s':>8}{'%bw':>6}  speedups (fwd / fwd+bwd)"
+    header = (f"{'op':<30}{'size':<20}{'impl':<28}{'fwd ms':>10}{'fwd+bwd ms':>12}{'GB/s':>8}{'%bw':>6}"
+              f"{'f+b GB/s':>10}{'%bw':>6}  speedups (fwd / fwd+bwd)")
     print(header)
     print("-" * len(header))
+
+    def share(gbs):
+        return None if gbs is None else 100 * gbs / bandwidth
+
     for r in rows:
-        gbs = r.get("fwd_gbs")
+        gbs, fb_gbs = r.get("fwd_gbs"), r.get("fwd_bwd_gbs")
         speed = ", ".join(
             f"vs {k.split('_vs_', 1)[1]}: {r[k]:.2f}x" + (f"/{r[k.replace('fwd', 'fwd_bwd')]:.2f}x" if k.replace("fwd", "fwd_bwd") in r else "")
             for k in r if k.startswith("speedup_fwd_vs_")
         ) if r["ours"] else ""
-        line = (f"{r['op']:<22}{r['size']:<22}{r['impl']:<24}{_fmt(r.get('fwd_ms'), '10.2f'):>10}"
-                f"{_fmt(r.get('fwd_bwd_ms'), '12.2f'):>12}{_fmt(gbs, '8.1f'):>8}"
-                f"{_fmt(None if gbs is None else 100 * gbs / bandwidth, '5.0f'):>6}  {speed}")
+        line = (f"{r['op']:<30}{r['size']:<20}{r['impl']:<28}{_fmt(r.get('fwd_ms'), '10.2f'):>10}"
+                f"{_fmt(r.get('fwd_bwd_ms'), '12.2f'):>12}{_fmt(gbs, '8.1f'):>8}{_fmt(share(gbs), '5.0f'):>6}"
+                f"{_fmt(fb_gbs, '10.1f'):>10}{_fmt(share(fb_gbs), '5.0f'):>6}  {speed}")
         if "peak_mb" in r:
             line += f"  peak {r['peak_mb']:.1f} MB"
             ratios = ", ".join(f"{k.split('_vs_', 1)[1]} {r[k]:.1f}x" for k in r if k.startswith("memory_ratio_vs_"))

@@ -22,6 +22,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from dapo_fast.safe_io import FileFormatError, atomic_write, remove_stale_temp_files, torch_load_safely
+
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 COLOURS = {
     "red": (215, 40, 40),
@@ -287,17 +289,18 @@ def generate_benchmark(root: str, num_train: int = 8000, num_val: int = 400, num
     for name, n in (("train", num_train), ("val", num_val), ("test", num_test)):
         path = os.path.join(root, f"{name}.pt")
         spec = dict(n=n, seed=seed, cfg=dataclasses.asdict(cfg), version=1)
+        remove_stale_temp_files(path)
         if os.path.exists(path):
             try:
-                if torch.load(path, weights_only=False)["spec"] == spec:
+                if torch_load_safely(path, "synthetic split file", mmap=True)["spec"] == spec:
                     paths[name] = path
                     continue
             except Exception:
-                pass  # unreadable or different: regenerate
+                pass  # unreadable, refused or different: regenerate
         split = generate_split(name, n, seed, cfg)
-        tmp = path + ".tmp"
-        torch.save(dict(spec=spec, split=split.__dict__), tmp)
-        os.replace(tmp, path)
+        # tensors and plain containers only (the config as a dict), so the file loads with weights_only
+        state = dict(spec=spec, split=dict(split.__dict__, cfg=dataclasses.asdict(split.cfg)))
+        atomic_write(path, lambda f: torch.save(state, f))
         paths[name] = path
     return paths
 
@@ -307,7 +310,32 @@ def load_split(root: str, name: str) -> SyntheticSplit:
     path = os.path.join(root, f"{name}.pt")
     if not os.path.exists(path):
         raise FileNotFoundError(f"synthetic split file missing: {path} (run `dapo-fast demo` or generate_benchmark)")
-    state = torch.load(path, weights_only=False)["split"]
+    state = torch_load_safely(path, "synthetic split file")
+    fields = state.get("split") if isinstance(state, dict) else None
+    problem = _cached_split_problem(fields)
+    if problem:
+        raise FileFormatError(f"synthetic split file {path} is malformed ({problem}); delete it to regenerate")
     out = SyntheticSplit.__new__(SyntheticSplit)
-    out.__dict__.update(state)
+    out.__dict__.update(fields, cfg=SyntheticConfig(**fields["cfg"]))
     return out
+
+
+def _cached_split_problem(fields) -> str:
+    """What is wrong with a cached split's fields ("" when nothing)."""
+    if not isinstance(fields, dict):
+        return "no 'split' dict"
+    images = fields.get("images")
+    if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.dim() == 4):
+        return "'images' is not a uint8 [N, 3, H, W] tensor"
+    n = images.shape[0]
+    for key in ("captions", "phrases", "spans", "gt_boxes", "gt_masks"):
+        if not (isinstance(fields.get(key), list) and len(fields[key]) == n):
+            return f"'{key}' is not a list of {n}"
+    for key in ("num_objects", "proposals", "mask_proposals"):
+        if not (isinstance(fields.get(key), torch.Tensor) and fields[key].dim() >= 1 and fields[key].shape[0] == n):
+            return f"'{key}' is not a tensor of {n} rows"
+    cfg = fields.get("cfg")
+    known = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    if not (isinstance(cfg, dict) and set(cfg) <= known):
+        return "'cfg' is not a SyntheticConfig dict"
+    return ""

@@ -28,7 +28,7 @@ def run_gat_demo(cfg, out_dir: str = "runs/gat_demo", model_dir: Optional[str] =
     from dapo_fast.diffusion.generate import GenerationSettings, generate, sample_prompts
     from dapo_fast.diffusion.models import small_model_dir
     from dapo_fast.train import methods
-    from dapo_fast.train.demo import evaluate_checkpoint, results_table, train_or_reuse
+    from dapo_fast.train.demo import evaluate_checkpoint, results_table, train_or_continue
 
     t0 = time.time()
     model_dir = model_dir or small_model_dir()
@@ -41,7 +41,7 @@ def run_gat_demo(cfg, out_dir: str = "runs/gat_demo", model_dir: Optional[str] =
         return result
 
     def trained(c):
-        return train_or_reuse(c, log=log)["checkpoint"]
+        return train_or_continue(c, log=log)["checkpoint"]
 
     base = copy.deepcopy(cfg)
     base.train.out_dir = os.path.join(out_dir, "grounder")

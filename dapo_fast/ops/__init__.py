@@ -20,7 +20,8 @@ from dapo_fast.ops.momentum_update import momentum_update_
 from dapo_fast.ops.select_hard_negatives import select_hard_negatives
 # DAPO
 from dapo_fast.ops.cross_attention_probs_mean import cross_attention_probs_mean
-from dapo_fast.ops.dapo_losses import attention_guidance_loss, diffusion_guided_loss
+from dapo_fast.ops.attention_guidance_loss import attention_guidance_loss
+from dapo_fast.ops.diffusion_guided_loss import diffusion_guided_loss
 # grounding metrics (WWbL / DAPO / PCNet evaluation)
 from dapo_fast.ops.heatmap_to_box import heatmap_to_box
 from dapo_fast.ops.pointing_game import pointing_game, pointing_game_masks, resized_argmax

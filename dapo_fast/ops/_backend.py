@@ -63,7 +63,7 @@ def resolve(backend: str, device: torch.device, *, has_cpp: bool = True, has_tri
         if device.type != "cpu":
             raise ValueError(f"backend='cpu' needs CPU tensors, got tensors on {device}")
         if not _extension.HAS_C:
-            raise RuntimeError(f"backend='cpu' needs the compiled dapo_fast._C: {_extension._IMPORT_ERROR}")
+            raise RuntimeError(f"backend='cpu' needs the compiled dapo_fast._C: {_extension.build_info()['error']}")
     elif backend == "cuda":
         if not has_cpp:
             raise ValueError("backend='cuda': this op has no CUDA kernel")

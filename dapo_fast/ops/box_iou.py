@@ -11,7 +11,8 @@ from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
-from dapo_fast.ops._reference import grounding_metrics as _reference
+from dapo_fast.ops._meta import box_iou as _meta
+from dapo_fast.ops._reference import box_iou as _reference
 
 __all__ = ["box_iou", "box_accuracy"]
 
@@ -57,24 +58,15 @@ def box_accuracy(pred_boxes: Tensor, gt_boxes: Union[Tensor, Sequence[Tensor]], 
     Returns:
         Tensor[N] bool; a map without ground-truth boxes is a miss. Computed in float64.
     """
-    from dapo_fast.ops.pointing_game import _any_per_owner, _boxes_and_owner  # noqa: PLC0415 (import cycle)
-
     _checks.tensor(pred_boxes, "pred_boxes", dtypes=None)
     if pred_boxes.dim() != 2 or pred_boxes.shape[1] != 4:
         raise ValueError(f"pred_boxes must have shape [N, 4], got {tuple(pred_boxes.shape)}")
     n = pred_boxes.shape[0]
-    boxes, owner = _boxes_and_owner(gt_boxes, n, pred_boxes.device, "gt_boxes")
-    p = pred_boxes.to(torch.float64)[owner]
-    g = boxes.to(torch.float64)
-    wh = (torch.minimum(p[:, 2:], g[:, 2:]) - torch.maximum(p[:, :2], g[:, :2])).clamp(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    union = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1]) + (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1]) - inter
-    return _any_per_owner(inter / union >= threshold, owner, n)
-
-
-def _fake(a, b):
-    return a.new_empty((a.shape[0], a.shape[1], b.shape[1]))
+    boxes, owner = _checks.gt_boxes_per_map(gt_boxes, n, pred_boxes.device, "gt_boxes")
+    # one IoU per (prediction, ground-truth box) pair: the [1, 1] IoU matrix of each
+    iou = _reference.box_iou(pred_boxes.to(torch.float64)[owner, None], boxes.to(torch.float64)[:, None])[:, 0, 0]
+    return _checks.any_per_map(iou >= threshold, owner, n)
 
 
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::box_iou", _fake)
+    _meta.register(torch.ops.dapo_fast.box_iou.default)

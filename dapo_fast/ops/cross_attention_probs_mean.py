@@ -16,6 +16,7 @@ from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
+from dapo_fast.ops._meta import cross_attention_probs_mean as _meta
 from dapo_fast.ops._reference import cross_attention_probs_mean as _reference
 
 __all__ = ["cross_attention_probs_mean"]
@@ -59,54 +60,26 @@ def cross_attention_probs_mean(q: Tensor, k: Tensor, scale: float, out: Optional
     chosen = _backend.resolve(backend, q.device)
     if chosen == "reference":
         result = _reference.cross_attention_probs_mean(q, k, scale, key_bias, weight)
-    elif chosen == "triton":
-        from dapo_fast.ops._triton import cross_attention_probs_mean as _triton
-
-        differentiable = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
-        if out is not None and not differentiable and out.dtype == q.dtype:
-            return _triton.cross_attention_probs_mean_accumulate(out, q, k, scale, key_bias, weight)
-        result = _triton.cross_attention_probs_mean(q, k, scale, key_bias, weight)
     else:
+        if chosen == "triton":
+            from dapo_fast.ops._triton import cross_attention_probs_mean as _triton
+
+            forward = _triton.cross_attention_probs_mean_triton
+            accumulate = _triton.cross_attention_probs_mean_accumulate_triton
+        else:
+            forward = torch.ops.dapo_fast.cross_attention_probs_mean
+            accumulate = torch.ops.dapo_fast.cross_attention_probs_mean_accumulate
         differentiable = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
         if out is not None and not differentiable and out.dtype == q.dtype:
-            torch.ops.dapo_fast.cross_attention_probs_mean_accumulate(out, q, k, scale, key_bias, weight)
+            accumulate(out, q, k, scale, key_bias, weight)
             return out
-        result = torch.ops.dapo_fast.cross_attention_probs_mean(q, k, scale, key_bias, weight)
+        result = forward(q, k, scale, key_bias, weight)
     if out is None:
         return result
     return out.add_(result.to(out.dtype))
 
 
-# ---- dispatcher registration of the compiled op: fake (meta) impls and autograd ----------------
-
-def _fake_probs_mean(q, k, scale, key_bias, weight):
-    torch._check(q.dim() == 4 and k.dim() == 4, lambda: "q and k must have 4 dimensions")
-    return q.new_empty((q.shape[0], q.shape[2], k.shape[2]))
-
-
-def _fake_probs_mean_accumulate(out, q, k, scale, key_bias, weight):
-    return None
-
-
-def _fake_probs_mean_backward(grad, q, k, scale, key_bias, weight):
-    return q.new_empty(q.shape), k.new_empty(k.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    q, k, scale, key_bias, weight = inputs
-    ctx.save_for_backward(q, k, key_bias)
-    ctx.args = (scale, weight)
-
-
-def _backward(ctx, grad):
-    q, k, key_bias = ctx.saved_tensors
-    scale, weight = ctx.args
-    grad_q, grad_k = torch.ops.dapo_fast.cross_attention_probs_mean_backward(grad, q, k, scale, key_bias, weight)
-    return grad_q, grad_k, None, None, None
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::cross_attention_probs_mean", _fake_probs_mean)
-    torch.library.register_fake("dapo_fast::cross_attention_probs_mean_accumulate", _fake_probs_mean_accumulate)
-    torch.library.register_fake("dapo_fast::cross_attention_probs_mean_backward", _fake_probs_mean_backward)
-    torch.library.register_autograd("dapo_fast::cross_attention_probs_mean", _backward, setup_context=_setup_context)
+    _meta.register(torch.ops.dapo_fast.cross_attention_probs_mean.default,
+                   torch.ops.dapo_fast.cross_attention_probs_mean_accumulate.default,
+                   torch.ops.dapo_fast.cross_attention_probs_mean_backward.default)

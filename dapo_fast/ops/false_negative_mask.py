@@ -15,6 +15,7 @@ from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
+from dapo_fast.ops._meta import false_negative_mask as _meta
 from dapo_fast.ops._reference import false_negative_mask as _reference
 
 __all__ = ["false_negative_mask", "false_negative_mask_mpl_code_form"]
@@ -54,15 +55,9 @@ def false_negative_mask(region_feats: Tensor, region_valid: Tensor, threshold: f
     if chosen == "triton":
         from dapo_fast.ops._triton import false_negative_mask as _triton
 
-        return _triton.false_negative_mask(region_feats, region_valid, threshold)
+        return _triton.false_negative_mask_triton(region_feats, region_valid, threshold)
     return torch.ops.dapo_fast.false_negative_mask(region_feats, region_valid, threshold)
 
 
-def _fake(region_feats, region_valid, threshold):
-    torch._check(region_feats.dim() == 3, lambda: "region_feats must be [B, K, D]")
-    b, k = region_feats.shape[:2]
-    return region_feats.new_empty((b, b, k), dtype=torch.bool)
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::false_negative_mask", _fake)
+    _meta.register(torch.ops.dapo_fast.false_negative_mask.default)

@@ -24,7 +24,8 @@ from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
-from dapo_fast.ops._reference import grounding_metrics as _reference
+from dapo_fast.ops._meta import heatmap_to_box as _meta
+from dapo_fast.ops._reference import heatmap_to_box as _reference
 
 __all__ = ["heatmap_to_box"]
 
@@ -58,10 +59,5 @@ def heatmap_to_box(heatmaps: Tensor, rel_threshold: float = 0.5, conf_threshold:
     return torch.ops.dapo_fast.heatmap_to_box(heatmaps, rel_threshold, conf_threshold, bool(tozero))
 
 
-def _fake_heatmap_to_box(heatmaps, rel_threshold, conf_threshold, tozero):
-    torch._check(heatmaps.dim() == 3, lambda: "heatmaps must have 3 dimensions")
-    return heatmaps.new_empty((heatmaps.shape[0], 4), dtype=torch.float32)
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::heatmap_to_box", _fake_heatmap_to_box)
+    _meta.register(torch.ops.dapo_fast.heatmap_to_box.default)

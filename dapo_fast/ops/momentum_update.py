@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend
+from dapo_fast.ops._meta import momentum_update as _meta
 from dapo_fast.ops._reference import momentum_update as _reference
 
 __all__ = ["momentum_update_"]
@@ -88,12 +89,5 @@ def _check_pairs(ts, ss):
                              f"{t.device} and {s.device}")
 
 
-def _fake(teacher, student, momentum):
-    # meta/fake tensors land here instead of in the C++ checks: keep the same contract
-    devices = {t.device for t in list(teacher) + list(student)}
-    torch._check(len(devices) <= 1, lambda: f"teacher and student tensors must share one device, got {devices}")
-    return None
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::momentum_update_", _fake)
+    _meta.register(torch.ops.dapo_fast.momentum_update_.default)

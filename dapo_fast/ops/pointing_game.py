@@ -8,14 +8,15 @@ align_corners=False rule, computed in float64) but only where the peak can be, s
 Tie rule: among equal maxima of the resized map the first in row-major order wins (what
 ``argmax`` of the resized map gives). A flat map therefore points at (0, 0).
 """
-from typing import List, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
-from dapo_fast.ops._reference import grounding_metrics as _reference
+from dapo_fast.ops._meta import pointing_game as _meta
+from dapo_fast.ops._reference import pointing_game as _reference
 
 __all__ = ["resized_argmax", "pointing_game", "pointing_game_masks"]
 
@@ -55,36 +56,6 @@ def resized_argmax(heatmaps: Tensor, sizes, *, backend: str = "auto") -> Tensor:
     return torch.ops.dapo_fast.resized_argmax(heatmaps, sizes)
 
 
-def _boxes_and_owner(gt_boxes: BoxesType, n: int, device: torch.device, name: str):
-    """Concatenated boxes [G, 4] and the map index of each."""
-    if isinstance(gt_boxes, Tensor):
-        _checks.tensor(gt_boxes, name, dtypes=None)
-        if gt_boxes.dim() != 3 or gt_boxes.shape[0] != n or gt_boxes.shape[2] != 4:
-            raise ValueError(f"{name} must be a list of N Tensor[G_i, 4] or a Tensor[N, G, 4] with N = {n}, "
-                             f"got shape {tuple(gt_boxes.shape)}")
-        owner = torch.arange(n, device=device).repeat_interleave(gt_boxes.shape[1])
-        return gt_boxes.reshape(-1, 4).to(device), owner
-    if not isinstance(gt_boxes, (list, tuple)):
-        raise TypeError(f"{name} must be a list of Tensor[G_i, 4] or a Tensor[N, G, 4], got {type(gt_boxes).__name__}")
-    if len(gt_boxes) != n:
-        raise ValueError(f"{name} must have one entry per heatmap ({n}), got {len(gt_boxes)}")
-    for i, b in enumerate(gt_boxes):
-        _checks.tensor(b, f"{name}[{i}]", dtypes=None)
-        if b.dim() != 2 or b.shape[1] != 4:
-            raise ValueError(f"{name}[{i}] must have shape [G, 4] (x1, y1, x2, y2), got {tuple(b.shape)}")
-    if n == 0:
-        return torch.empty((0, 4), device=device), torch.empty((0,), dtype=torch.int64, device=device)
-    counts = torch.tensor([b.shape[0] for b in gt_boxes], device=device)
-    owner = torch.arange(n, device=device).repeat_interleave(counts)
-    boxes = torch.cat([b.to(device=device, dtype=torch.float64) for b in gt_boxes])
-    return boxes, owner
-
-
-def _any_per_owner(flags: Tensor, owner: Tensor, n: int) -> Tensor:
-    hits = torch.zeros(n, dtype=torch.int64, device=flags.device)
-    return hits.index_add_(0, owner, flags.to(torch.int64)) > 0
-
-
 def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_peaks: bool = False,
                   backend: str = "auto"):
     """Hit when the peak of the heatmap, resized to the image, lies in any ground-truth box.
@@ -102,12 +73,12 @@ def pointing_game(heatmaps: Tensor, gt_boxes: BoxesType, image_sizes, *, return_
     _checks.tensor(heatmaps, "heatmaps", dim=3)
     n = heatmaps.shape[0]
     sizes = _sizes_tensor(image_sizes, "image_sizes", n, heatmaps.device)
-    boxes, owner = _boxes_and_owner(gt_boxes, n, heatmaps.device, "gt_boxes")
+    boxes, owner = _checks.gt_boxes_per_map(gt_boxes, n, heatmaps.device, "gt_boxes")
     peaks = resized_argmax(heatmaps, sizes, backend=backend)
     p = peaks[owner].to(boxes.dtype if boxes.is_floating_point() else torch.float64)
     b = boxes.to(p.dtype)
     inside = (b[:, 0] <= p[:, 1]) & (p[:, 1] <= b[:, 2]) & (b[:, 1] <= p[:, 0]) & (p[:, 0] <= b[:, 3])
-    hits = _any_per_owner(inside, owner, n)
+    hits = _checks.any_per_map(inside, owner, n)
     return (hits, peaks) if return_peaks else hits
 
 
@@ -151,10 +122,5 @@ def pointing_game_masks(heatmaps: Tensor, gt_masks: Union[Tensor, Sequence[Tenso
     return (hits, peaks) if return_peaks else hits
 
 
-def _fake_resized_argmax(heatmaps, sizes):
-    torch._check(heatmaps.dim() == 3, lambda: "heatmaps must have 3 dimensions")
-    return heatmaps.new_empty((heatmaps.shape[0], 2), dtype=torch.int64)
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::resized_argmax", _fake_resized_argmax)
+    _meta.register(torch.ops.dapo_fast.resized_argmax.default)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
+from dapo_fast.ops._meta import pseudo_label_contrastive_loss as _meta
 from dapo_fast.ops._reference import pseudo_label_contrastive_loss as _reference
 from dapo_fast.ops._reference.pseudo_label_contrastive_loss import MODES, REDUCTIONS
 
@@ -103,49 +104,6 @@ def pseudo_label_contrastive_loss(phrase: Tensor, region: Tensor, teacher_phrase
     return loss
 
 
-# ---- dispatcher registration of the compiled op: fake (meta) impls and autograd ----------------
-
-def _fake_forward(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask, tau,
-                  teacher_tau, mode, reduction, want_grad_phrase, want_grad_region):
-    torch._check(phrase.dim() == 3 and region.dim() == 3, lambda: "phrase and region must be [B, Q, D] / [B, K, D]")
-    loss = phrase.new_empty(tuple(phrase.shape[:2]) if reduction == "none" else ())
-    reduced = reduction != "none"
-    gp = phrase.new_empty(phrase.shape if (want_grad_phrase and reduced) else (0,))
-    gr = region.new_empty(region.shape if (want_grad_region and reduced) else (0,))
-    return loss, gp, gr
-
-
-def _fake_backward(grad_loss, phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask,
-                   tau, teacher_tau, mode, reduction):
-    return phrase.new_empty(phrase.shape), region.new_empty(region.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    (phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask, tau, teacher_tau, mode,
-     reduction, _, _) = inputs
-    _, gp, gr = output
-    ctx.save_for_backward(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask, gp, gr)
-    ctx.args = (tau, teacher_tau, mode, reduction)
-
-
-def _backward(ctx, grad_loss, _grad_gp, _grad_gr):
-    phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask, gp, gr = ctx.saved_tensors
-    tau, teacher_tau, mode, reduction = ctx.args
-    need_p, need_r = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    have_p = gp.shape == phrase.shape and gp.numel() > 0 or phrase.numel() == 0
-    have_r = gr.shape == region.shape and gr.numel() > 0 or region.numel() == 0
-    if (need_p and not have_p) or (need_r and not have_r):
-        grad_p, grad_r = torch.ops.dapo_fast.pseudo_label_contrastive_loss_backward(
-            grad_loss, phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask, tau,
-            teacher_tau, mode, reduction)
-    else:  # the forward already computed d loss / d input for an upstream gradient of 1
-        grad_p = gp * grad_loss if need_p and gp.numel() > 0 else (torch.zeros_like(phrase) if need_p else None)
-        grad_r = gr * grad_loss if need_r and gr.numel() > 0 else (torch.zeros_like(region) if need_r else None)
-    return (grad_p if need_p else None, grad_r if need_r else None) + (None,) * 11
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::pseudo_label_contrastive_loss", _fake_forward)
-    torch.library.register_fake("dapo_fast::pseudo_label_contrastive_loss_backward", _fake_backward)
-    torch.library.register_autograd("dapo_fast::pseudo_label_contrastive_loss", _backward,
-                                    setup_context=_setup_context)
+    _meta.register(torch.ops.dapo_fast.pseudo_label_contrastive_loss.default,
+                   torch.ops.dapo_fast.pseudo_label_contrastive_loss_backward.default)

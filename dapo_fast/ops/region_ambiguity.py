@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from dapo_fast import _extension
-from dapo_fast.ops import _backend, _pcnet_args
-from dapo_fast.ops._reference import pcnet as _reference
+from dapo_fast.ops import _backend, _checks
+from dapo_fast.ops._meta import region_ambiguity as _meta
+from dapo_fast.ops._reference import region_ambiguity as _reference
 
 __all__ = ["region_ambiguity"]
 
@@ -37,9 +38,9 @@ def region_ambiguity(response: Tensor, masks: Tensor, mask_valid: Optional[Tenso
     Returns:
         (ambiguity Tensor[B, S] of response's dtype, foreground Tensor[B, S] int64).
     """
-    masks = _pcnet_args.response_and_masks(response, masks)
-    mask_valid = _pcnet_args.mask_valid_tensor(mask_valid, masks)
-    variant = _pcnet_args.variant_name(variant)
+    masks = _checks.response_and_masks(response, masks)
+    mask_valid = _checks.mask_valid_tensor(mask_valid, masks)
+    variant = _checks.soft_iou_variant(variant)
     eps = float(eps)
     chosen = _backend.resolve(backend, response.device)
     if chosen == "reference":
@@ -48,33 +49,12 @@ def region_ambiguity(response: Tensor, masks: Tensor, mask_valid: Optional[Tenso
     if chosen == "triton":
         from dapo_fast.ops._triton import region_ambiguity as _triton
 
-        ambiguity, foreground, _ = _triton.region_ambiguity(response, masks, mask_valid, variant, eps, with_grad)
-        return ambiguity, foreground
-    ambiguity, foreground, _ = torch.ops.dapo_fast.region_ambiguity(response, masks, mask_valid, variant, eps,
-                                                                    with_grad)
+        op = _triton.region_ambiguity_triton
+    else:
+        op = torch.ops.dapo_fast.region_ambiguity
+    ambiguity, foreground, _ = op(response, masks, mask_valid, variant, eps, with_grad)
     return ambiguity, foreground
 
 
-def _fake(response, masks, mask_valid, variant, eps, with_grad):
-    b, s = response.shape[0], response.shape[1]
-    field = torch.empty_like(response, memory_format=torch.contiguous_format) if with_grad else response.new_empty((0,))
-    return response.new_empty((b, s)), response.new_empty((b, s), dtype=torch.int64), field
-
-
-def _setup_context(ctx, inputs, output):
-    with_grad = inputs[5]
-    ctx.with_grad = with_grad
-    ctx.save_for_backward(output[2])
-
-
-def _backward(ctx, grad_ambiguity, _grad_foreground, _grad_field):
-    (field,) = ctx.saved_tensors
-    if not ctx.with_grad:
-        raise RuntimeError("region_ambiguity was called with with_grad=False; call it with with_grad=True "
-                           "(dapo_fast.ops.region_ambiguity does) to differentiate it")
-    return grad_ambiguity[:, :, None, None] * field, None, None, None, None, None
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::region_ambiguity", _fake)
-    torch.library.register_autograd("dapo_fast::region_ambiguity", _backward, setup_context=_setup_context)
+    _meta.register(torch.ops.dapo_fast.region_ambiguity.default)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
+from dapo_fast.ops._meta import roi_align as _meta
 from dapo_fast.ops._reference import roi_align as _reference
 
 __all__ = ["roi_align", "RoIAlign", "boxes_to_rois"]
@@ -73,7 +74,7 @@ def roi_align(input: Tensor, boxes: BoxesType, output_size, spatial_scale: float
     if chosen == "triton":
         from dapo_fast.ops._triton import roi_align as _triton
 
-        return _triton.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
+        return _triton.roi_align_triton(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
     return torch.ops.dapo_fast.roi_align(input, rois, spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned)
 
 
@@ -98,61 +99,5 @@ class RoIAlign(nn.Module):
                 f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
 
 
-# ---- dispatcher registration of the compiled op: fake (meta) impls and autograd ----------------
-
-def _fake_roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
-    torch._check(input.dim() == 4, lambda: f"input must have 4 dimensions, got {input.dim()}")
-    torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "rois must have shape [K, 5]")
-    num_rois, channels = rois.shape[0], input.shape[1]
-    if _checks.is_channels_last(input):
-        return input.new_empty((num_rois, pooled_height, pooled_width, channels)).permute(0, 3, 1, 2)
-    return input.new_empty((num_rois, channels, pooled_height, pooled_width))
-
-
-def _fake_roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height,
-                             width, sampling_ratio, aligned):
-    fmt = torch.channels_last if _checks.is_channels_last(grad) else torch.contiguous_format
-    return torch.empty((batch_size, channels, height, width), dtype=grad.dtype, device=grad.device, memory_format=fmt)
-
-
-def _setup_context(ctx, inputs, output):
-    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = inputs
-    ctx.save_for_backward(rois)
-    ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
-    ctx.input_shape = input.shape
-    ctx.channels_last = _checks.is_channels_last(input)
-
-
-def _backward(ctx, grad):
-    (rois,) = ctx.saved_tensors
-    spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
-    batch_size, channels, height, width = ctx.input_shape
-    if ctx.channels_last:  # grad_input takes grad's layout: make it the input's
-        grad = grad.contiguous(memory_format=torch.channels_last)
-    grad_input = torch.ops.dapo_fast.roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_width,
-                                                        batch_size, channels, height, width, sampling_ratio, aligned)
-    return grad_input, None, None, None, None, None, None
-
-
-def _setup_context_backward(ctx, inputs, output):
-    grad, rois, spatial_scale, pooled_height, pooled_width, _, _, _, _, sampling_ratio, aligned = inputs
-    ctx.save_for_backward(rois)
-    ctx.args = (spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
-
-
-def _double_backward(ctx, grad_grad_input):
-    # roi_align_backward is linear in grad and is the adjoint of roi_align, so its own gradient
-    # is roi_align of the incoming gradient.
-    (rois,) = ctx.saved_tensors
-    spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
-    grad_grad = torch.ops.dapo_fast.roi_align(grad_grad_input, rois, spatial_scale, pooled_height, pooled_width,
-                                              sampling_ratio, aligned)
-    return (grad_grad,) + (None,) * 10
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::roi_align", _fake_roi_align)
-    torch.library.register_fake("dapo_fast::roi_align_backward", _fake_roi_align_backward)
-    torch.library.register_autograd("dapo_fast::roi_align", _backward, setup_context=_setup_context)
-    torch.library.register_autograd("dapo_fast::roi_align_backward", _double_backward,
-                                    setup_context=_setup_context_backward)
+    _meta.register(torch.ops.dapo_fast.roi_align.default, torch.ops.dapo_fast.roi_align_backward.default)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
+from dapo_fast.ops._meta import select_hard_negatives as _meta
 from dapo_fast.ops._reference import select_hard_negatives as _reference
 
 __all__ = ["select_hard_negatives"]
@@ -57,14 +58,9 @@ def select_hard_negatives(queries: Tensor, text: Tensor, num: int = 4, uniquenes
     if chosen == "triton":
         from dapo_fast.ops._triton import select_hard_negatives as _triton
 
-        return _triton.select_hard_negatives(queries, text, num, uniqueness)
+        return _triton.select_hard_negatives_triton(queries, text, num, uniqueness)
     return torch.ops.dapo_fast.select_hard_negatives(queries, text, num, uniqueness)
 
 
-def _fake(queries, text, num, uniqueness):
-    b = queries.shape[0]
-    return queries.new_empty((b, max(b - 1, 0), num), dtype=torch.int64)
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::select_hard_negatives", _fake)
+    _meta.register(torch.ops.dapo_fast.select_hard_negatives.default)

@@ -16,8 +16,9 @@ from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
-from dapo_fast.ops._reference import box_ops as _reference
-from dapo_fast.ops.box_coder import DEFAULT_WEIGHTS, _weights
+from dapo_fast.ops._meta import self_taught_targets as _meta
+from dapo_fast.ops._reference import self_taught_targets as _reference
+from dapo_fast.ops._reference.box_coder import DEFAULT_WEIGHTS
 
 __all__ = ["self_taught_targets"]
 
@@ -40,7 +41,7 @@ def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.
     if scores.shape[0] != boxes.shape[0] or scores.shape[2] != boxes.shape[1]:
         raise ValueError(f"scores must have shape [B, P, J] with boxes [B, J, 4] = {tuple(boxes.shape)}, "
                          f"got {tuple(scores.shape)}")
-    w = _weights(weights)
+    w = _checks.box_weights(weights)
     chosen = _backend.resolve(backend, boxes.device, has_triton=False)
     boxes, scores = boxes.detach(), scores.detach().to(boxes.dtype)
     if chosen == "reference":
@@ -48,10 +49,5 @@ def self_taught_targets(boxes: Tensor, scores: Tensor, iou_threshold: float = 0.
     return torch.ops.dapo_fast.self_taught_targets(boxes, scores, float(iou_threshold), float(score_gap), w)
 
 
-def _fake(boxes, scores, iou_threshold, score_gap, weights):
-    b, j, p = boxes.shape[0], boxes.shape[1], scores.shape[1]
-    return boxes.new_empty((b, p, j, 4)), boxes.new_empty((b, p, j))
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::self_taught_targets", _fake)
+    _meta.register(torch.ops.dapo_fast.self_taught_targets.default)

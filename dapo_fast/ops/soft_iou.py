@@ -9,8 +9,9 @@ import torch
 from torch import Tensor
 
 from dapo_fast import _extension
-from dapo_fast.ops import _backend, _pcnet_args
-from dapo_fast.ops._reference import pcnet as _reference
+from dapo_fast.ops import _backend, _checks
+from dapo_fast.ops._meta import soft_iou as _meta
+from dapo_fast.ops._reference import soft_iou as _reference
 
 __all__ = ["soft_iou"]
 
@@ -21,8 +22,8 @@ def soft_iou(response: Tensor, masks: Tensor, variant: str = "iou", eps: float =
 
     Returns: Tensor[B, S, P] of response's dtype.
     """
-    masks = _pcnet_args.response_and_masks(response, masks)
-    variant = _pcnet_args.variant_name(variant)
+    masks = _checks.response_and_masks(response, masks)
+    variant = _checks.soft_iou_variant(variant)
     eps = float(eps)
     chosen = _backend.resolve(backend, response.device, has_triton=False)
     if chosen == "reference":
@@ -30,26 +31,5 @@ def soft_iou(response: Tensor, masks: Tensor, variant: str = "iou", eps: float =
     return torch.ops.dapo_fast.soft_iou(response, masks, variant, eps)
 
 
-def _fake(response, masks, variant, eps):
-    return response.new_empty((response.shape[0], response.shape[1], masks.shape[1]))
-
-
-def _fake_backward(grad, response, masks, variant, eps):
-    return torch.empty_like(response, memory_format=torch.contiguous_format)
-
-
-def _setup_context(ctx, inputs, output):
-    response, masks, variant, eps = inputs
-    ctx.save_for_backward(response, masks)
-    ctx.args = (variant, eps)
-
-
-def _backward(ctx, grad):
-    response, masks = ctx.saved_tensors
-    return torch.ops.dapo_fast.soft_iou_backward(grad, response, masks, *ctx.args), None, None, None
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::soft_iou", _fake)
-    torch.library.register_fake("dapo_fast::soft_iou_backward", _fake_backward)
-    torch.library.register_autograd("dapo_fast::soft_iou", _backward, setup_context=_setup_context)
+    _meta.register(torch.ops.dapo_fast.soft_iou.default, torch.ops.dapo_fast.soft_iou_backward.default)

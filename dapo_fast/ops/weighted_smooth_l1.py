@@ -10,7 +10,8 @@ from torch import Tensor
 
 from dapo_fast import _extension
 from dapo_fast.ops import _backend, _checks
-from dapo_fast.ops._reference import box_ops as _reference
+from dapo_fast.ops._meta import weighted_smooth_l1 as _meta
+from dapo_fast.ops._reference import weighted_smooth_l1 as _reference
 
 __all__ = ["weighted_smooth_l1"]
 
@@ -44,29 +45,6 @@ def weighted_smooth_l1(input: Tensor, target: Tensor, weight: Tensor, beta: floa
     return torch.ops.dapo_fast.weighted_smooth_l1(input, target, weight, beta, _REDUCTIONS[reduction])
 
 
-def _fake(input, target, weight, beta, reduction):
-    if reduction == 0:
-        return torch.empty_like(input, memory_format=torch.contiguous_format)
-    return input.new_empty(())
-
-
-def _fake_backward(grad, input, target, weight, beta, reduction):
-    return torch.empty_like(input, memory_format=torch.contiguous_format)
-
-
-def _setup(ctx, inputs, output):
-    input, target, weight, beta, reduction = inputs
-    ctx.save_for_backward(input, target, weight)
-    ctx.args = (beta, reduction)
-
-
-def _backward(ctx, grad):
-    input, target, weight = ctx.saved_tensors
-    grad_input = torch.ops.dapo_fast.weighted_smooth_l1_backward(grad, input, target, weight, *ctx.args)
-    return grad_input, -grad_input, None, None, None
-
-
 if _extension.HAS_C:
-    torch.library.register_fake("dapo_fast::weighted_smooth_l1", _fake)
-    torch.library.register_fake("dapo_fast::weighted_smooth_l1_backward", _fake_backward)
-    torch.library.register_autograd("dapo_fast::weighted_smooth_l1", _backward, setup_context=_setup)
+    _meta.register(torch.ops.dapo_fast.weighted_smooth_l1.default,
+                   torch.ops.dapo_fast.weighted_smooth_l1_backward.default)

@@ -1,7 +1,10 @@
 """Training configuration: nested dataclasses, loaded from YAML with strict checking.
 
-Every key is checked before anything trains: an unknown key or a value of the wrong type raises
-``ConfigError`` naming the dotted key (``train.batch_size``) and what was expected.
+Every key is checked before anything trains: an unknown key, a value of the wrong type or out of
+range (a learning rate that is not > 0, a zero logging interval, an empty curriculum, any float that
+is NaN or infinite) raises ``ConfigError`` naming the dotted key (``train.batch_size``) and what was
+expected. The file and ``--set`` values are parsed with ``yaml.safe_load`` (no tags that build
+objects); a value that is not valid YAML is a ``ConfigError`` naming the file or the override.
 
 The top-level ``method`` names the training method (a plug-in of the one loop, see
 ``dapo_fast.train.methods``); the method's own options live in the section named after it
@@ -12,6 +15,7 @@ before the file's values, so a config file only has to say what differs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Dict, List, Optional
 
@@ -134,7 +138,13 @@ def _check_value(key: str, value: Any, tp) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a float, got {type(value).__name__} ({value!r})")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int too large for a float
+            value = math.inf
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' must be a string, got {type(value).__name__} ({value!r})")
@@ -180,6 +190,8 @@ def _merge(base: Dict, top: Dict) -> Dict:
 def config_from_dict(data: Optional[Dict]) -> Config:
     from dapo_fast.train import methods
 
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
     data = dict(data or {})
     if not isinstance(data.get("method", "wwbl"), str):
         raise ConfigError(f"config key 'method' must be a string, got {data['method']!r}")
@@ -205,15 +217,33 @@ def config_from_dict(data: Optional[Dict]) -> Config:
 
 
 def validate(cfg: Config) -> None:
-    """Value checks that types alone do not catch."""
-    for key, value in (("train.batch_size", cfg.train.batch_size), ("train.max_steps", cfg.train.max_steps),
-                       ("data.image_size", cfg.data.image_size), ("data.max_entities", cfg.data.max_entities),
-                       ("model.dim", cfg.model.dim)):
-        if value < 1:
-            raise ConfigError(f"config key '{key}' must be >= 1, got {value}")
-    for i, rng in enumerate(cfg.curriculum.subsets):
-        if len(rng) != 2 or rng[0] > rng[1]:
-            raise ConfigError(f"config key 'curriculum.subsets[{i}]' must be [lo, hi] with lo <= hi, got {rng}")
+    """Value checks that types alone do not catch (floats are already finite)."""
+    d, m, o, c, t = cfg.data, cfg.model, cfg.optim, cfg.curriculum, cfg.train
+    at_least = {1: (("train.batch_size", t.batch_size), ("train.max_steps", t.max_steps),
+                    ("train.log_every", t.log_every), ("data.image_size", d.image_size),
+                    ("data.max_entities", d.max_entities), ("data.num_train", d.num_train),
+                    ("data.num_val", d.num_val), ("data.num_test", d.num_test), ("model.dim", m.dim),
+                    ("model.cnn_width", m.cnn_width), ("model.cnn_depth", m.cnn_depth),
+                    ("model.text_width", m.text_width), ("model.decoder_width", m.decoder_width),
+                    ("model.phrase_len", m.phrase_len)),
+                0: (("train.ckpt_every", t.ckpt_every), ("train.stop_after", t.stop_after),
+                    ("train.threads", t.threads), ("train.seed", t.seed), ("data.seed", d.seed),
+                    ("optim.warmup_steps", o.warmup_steps), ("optim.momentum", o.momentum),
+                    ("optim.weight_decay", o.weight_decay), ("curriculum.warmup_steps", c.warmup_steps))}
+    for low, pairs in at_least.items():
+        for key, value in pairs:
+            if value < low:
+                raise ConfigError(f"config key '{key}' must be >= {low}, got {value}")
+    for key, value in (("optim.lr", o.lr), ("curriculum.stage_epochs", c.stage_epochs)):
+        if not value > 0:
+            raise ConfigError(f"config key '{key}' must be > 0, got {value}")
+    if t.seed >= 2**63:
+        raise ConfigError(f"config key 'train.seed' must be < 2**63, got {t.seed}")
+    if not c.subsets:
+        raise ConfigError("config key 'curriculum.subsets' must hold at least one [lo, hi] object-count range")
+    for i, rng in enumerate(c.subsets):
+        if len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0:
+            raise ConfigError(f"config key 'curriculum.subsets[{i}]' must be [lo, hi] with 0 <= lo <= hi, got {rng}")
     fraction = cfg.data.generated_fraction
     if fraction is not None and not 0.0 <= fraction <= 1.0:
         raise ConfigError(f"config key 'data.generated_fraction' must be in [0, 1] (or null), got {fraction}")
@@ -226,28 +256,42 @@ def validate(cfg: Config) -> None:
 def load_config(path: str, overrides: Optional[List[str]] = None) -> Config:
     """Read a YAML file; ``overrides`` are "section.key=value" strings (value parsed as YAML)."""
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8") as f:
+            data = _parse_yaml(f.read(), f"config file {path}")
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
     return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def _parse_yaml(text: str, what: str) -> Any:
+    """``yaml.safe_load`` (no tags that build objects), a ConfigError naming ``what`` when it fails."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} is not valid YAML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} is nested too deeply") from None
 
 
 def apply_overrides(data: Dict, overrides: List[str]) -> Dict:
     """Apply "section.key=value" strings (value parsed as YAML) to a config dict."""
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        dotted, raw = item.split("=", 1)
-        node = data
+        dotted, eq, raw = item.partition("=")
         parts = dotted.split(".")
+        if not eq or not all(parts):
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        node = data
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: '{p}' is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _parse_yaml(raw, f"override {item!r}: the value")
     return data
 
 

@@ -107,7 +107,7 @@ class Curriculum:
         self.stage = 1 if cfg.score_q else self.num_stages
         self.generated = generated  # [N] bool or None
         self.generated_fraction = generated_fraction if generated is not None else None
-        self.streams: Dict[str, List[int]] = {}  # stream -> [epoch, position]
+        self.streams = self._fresh_streams()  # stream -> [epoch, position]
         self.steps_in_stage = 0
         self.sreg: Optional[torch.Tensor] = None
         self.scores_from_step = 0
@@ -135,7 +135,7 @@ class Curriculum:
         """The global batch (sample indices) for the next step; advances the state."""
         if self.cfg.score_q and self.stage < self.num_stages and self.steps_in_stage >= self.stage_steps():
             self.stage += 1
-            self.streams, self.steps_in_stage = {}, 0
+            self.streams, self.steps_in_stage = self._fresh_streams(), 0
         pool = self._pool_size_ok()
         if self.generated_fraction is None:
             idx = self._draw("all", pool, self.batch_size)
@@ -150,12 +150,16 @@ class Curriculum:
         self.steps_in_stage += 1
         return idx
 
+    @staticmethod
+    def _fresh_streams() -> Dict[str, List[int]]:
+        return {"all": [0, 0], "real": [0, 0], "generated": [0, 0]}
+
     def _draw(self, stream: str, members: torch.Tensor, count: int) -> torch.Tensor:
         """The next ``count`` of ``members`` in the stream's epoch order (a new permutation each
         epoch; an epoch's remainder smaller than ``count`` is skipped)."""
         if count == 0:
             return members[:0]
-        epoch, pos = self.streams.get(stream, [0, 0])
+        epoch, pos = self.streams[stream]
         if pos + count > len(members):
             epoch, pos = epoch + 1, 0
         offset = {"all": 0, "real": 1, "generated": 2}[stream] * 7_919_003

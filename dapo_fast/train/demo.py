@@ -1,4 +1,10 @@
-"""`dapo-fast eval`, `dapo-fast demo` and `dapo-fast ablation`, as functions."""
+"""`dapo-fast eval`, `dapo-fast demo` and `dapo-fast ablation`, as functions.
+
+The demo and every run of the ablation continue the run already in their directory (a finished
+one is not retrained: resuming is bit-for-bit, so the numbers are those of a fresh run), which
+makes running them twice, or again after an interruption, safe and cheap. A run there that cannot
+be continued (another config) is refused, naming the directory; ``overwrite`` replaces it.
+"""
 from __future__ import annotations
 
 import copy
@@ -11,9 +17,9 @@ from typing import Dict, List, Optional, Sequence
 from dapo_fast.data import build_splits
 from dapo_fast.eval.table import format_table
 from dapo_fast.train import methods
+from dapo_fast.train.checkpoint import CheckpointError
 from dapo_fast.train.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
-from dapo_fast.train.checkpoint import load_checkpoint
-from dapo_fast.train.loop import check_same_run, load_trained, train
+from dapo_fast.train.loop import load_trained, train
 
 
 def evaluate_checkpoint(path: str, split: str = "test", png: Optional[str] = None, data_root: Optional[str] = None,
@@ -35,14 +41,29 @@ def results_table(rows: Dict[str, Dict], method: str) -> str:
     return format_table(rows, methods.get(method).COLUMNS)
 
 
-def run_demo(cfg: Config, log=print) -> Dict:
-    """Generate the synthetic benchmark, train, evaluate, print the table, write the PNG grid."""
+def train_or_continue(cfg: Config, overwrite: bool = False, log=print) -> Dict:
+    """``train(cfg)``, continuing the run in ``train.out_dir`` when it holds a checkpoint (unless
+    ``overwrite``, which replaces it)."""
+    out_dir = cfg.train.out_dir
+    last = os.path.join(out_dir, "last.pt")
+    if overwrite or not os.path.exists(last):
+        return train(cfg, log=log, overwrite=overwrite)
+    try:
+        return train(cfg, resume=last, log=log)
+    except CheckpointError as err:
+        raise CheckpointError(f"{out_dir} holds a run that this one cannot continue ({err}); pass --overwrite to "
+                              f"replace it, or --out for another directory") from None
+
+
+def run_demo(cfg: Config, log=print, overwrite: bool = False) -> Dict:
+    """Generate the synthetic benchmark, train (or continue the run in ``train.out_dir``), evaluate,
+    print the table, write the PNG grid."""
     t0 = time.time()
     build_splits(cfg.data)
     t_data = time.time() - t0
     log(f"[demo] synthetic benchmark ready in {t_data:.1f}s ({cfg.data.num_train} train / {cfg.data.num_test} test) "
         f"at {cfg.data.root}")
-    out = train(cfg, log=log)
+    out = train_or_continue(cfg, overwrite, log)
     t_train = time.time() - t0 - t_data
     log(f"[demo] trained {out['step']} steps in {t_train:.1f}s")
     png = os.path.join(cfg.train.out_dir, "grid.png")
@@ -56,28 +77,6 @@ def run_demo(cfg: Config, log=print) -> Dict:
     return res
 
 
-def train_or_reuse(cfg: Config, log=print) -> Dict:
-    """Train ``cfg`` unless its run directory already holds the finished run (then reuse it) or a
-    stopped one (then resume it): long ablations continue where they stopped. A checkpoint of
-    another config raises CheckpointError."""
-    checkpoint = os.path.join(cfg.train.out_dir, "last.pt")
-    if not os.path.exists(checkpoint):
-        return train(cfg, log=log)
-    state = load_checkpoint(checkpoint)
-    check_same_run(state["config"], cfg, checkpoint)
-    if int(state["step"]) < cfg.train.max_steps:
-        return train(cfg, resume=checkpoint, log=log)
-    log(f"reusing the finished run {checkpoint}")
-    metrics = os.path.join(cfg.train.out_dir, "metrics.jsonl")
-    seconds = 0.0
-    if os.path.exists(metrics):
-        with open(metrics) as f:
-            lines = f.read().splitlines()
-        seconds = float(json.loads(lines[-1]).get("elapsed", 0.0)) if lines else 0.0
-    return dict(step=int(state["step"]), checkpoint=checkpoint, out_dir=cfg.train.out_dir, interrupted=False,
-                seconds=seconds, world_size=1)
-
-
 def variant_config(cfg: Config, overrides: Sequence[str], seed: int, out_dir: str) -> Config:
     """``cfg`` with a variant's overrides, the training seed and its own run directory."""
     data = apply_overrides(copy.deepcopy(config_to_dict(cfg)), list(overrides) + [f"train.seed={seed}"])
@@ -87,16 +86,17 @@ def variant_config(cfg: Config, overrides: Sequence[str], seed: int, out_dir: st
 
 
 def run_ablation(cfg: Config, variants: Optional[List[str]] = None, seeds: Sequence[int] = (0,),
-                 log=print) -> Dict[str, Dict]:
+                 log=print, overwrite: bool = False) -> Dict[str, Dict]:
     """Every variant of the method's ablation (``Method.ABLATION``) at the same budget, once per
-    training seed; rows hold {"seeds": [result per seed], "seed_ids": [...]}."""
+    training seed (each run continues the one in its directory, see the module docstring); rows
+    hold {"seeds": [result per seed], "seed_ids": [...]}."""
     method = methods.get(cfg.method)
     unknown = sorted(set(variants or ()) - set(method.ABLATION))
     if unknown:
         raise ConfigError(f"unknown ablation variant(s) {unknown} for method '{cfg.method}' "
                          f"(variants: {list(method.ABLATION)})")
     chosen = {name: overrides for name, overrides in method.ABLATION.items() if not variants or name in variants}
-    return run_variants(cfg, chosen, seeds, log=log)
+    return run_variants(cfg, chosen, seeds, log=log, overwrite=overwrite)
 
 
 def generated_data_variants(generated: Dict[str, str]) -> Dict[str, List[str]]:
@@ -109,9 +109,10 @@ def generated_data_variants(generated: Dict[str, str]) -> Dict[str, List[str]]:
 
 
 def run_variants(cfg: Config, variants: Dict[str, List[str]], seeds: Sequence[int] = (0,), log=print,
-                 name: str = "ablation") -> Dict[str, Dict]:
+                 overwrite: bool = False, name: str = "ablation") -> Dict[str, Dict]:
     """Train and evaluate ``cfg`` with each variant's overrides ("section.key=value") at the same
-    budget, once per training seed; writes <out>/<name>.json and .md (mean and spread over seeds)."""
+    budget, once per training seed (each run continues the one in its directory); writes
+    <out>/<name>.json and <name>.md (mean and spread over the seeds)."""
     method = methods.get(cfg.method)
     base_out = cfg.train.out_dir
     rows = {}
@@ -119,7 +120,7 @@ def run_variants(cfg: Config, variants: Dict[str, List[str]], seeds: Sequence[in
         rows[variant] = dict(seeds=[], seed_ids=list(seeds), overrides=list(overrides))
         for seed in seeds:
             run_dir = os.path.join(base_out, _directory_name(variant), f"seed{seed}")
-            out = train_or_reuse(variant_config(cfg, overrides, seed, run_dir), log=log)
+            out = train_or_continue(variant_config(cfg, overrides, seed, run_dir), overwrite, log)
             res = evaluate_checkpoint(out["checkpoint"], "test")
             res["train_seconds"] = out["seconds"]
             rows[variant]["seeds"].append(res)
@@ -135,4 +136,6 @@ def run_variants(cfg: Config, variants: Dict[str, List[str]], seeds: Sequence[in
 
 
 def _directory_name(variant: str) -> str:
+    """A variant's run directory: its name with every run of other characters than letters,
+    digits, '.' and '-' replaced by one '_' ("ScoreQ+ScoreS" -> "ScoreQ_ScoreS")."""
     return re.sub(r"[^A-Za-z0-9.-]+", "_", variant).strip("_")

@@ -13,7 +13,7 @@ import os
 import random
 import sys
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -21,14 +21,16 @@ from tqdm import tqdm
 
 from dapo_fast.data import all_phrases, build_splits, object_counts, phrase_lists
 from dapo_fast.data.sample import WordTokenizer
+from dapo_fast.safe_io import FileFormatError, atomic_write, remove_stale_temp_files
 from dapo_fast.train import distributed as D
 from dapo_fast.train import methods
-from dapo_fast.train.checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint,
-                                        set_rng_state)
-from dapo_fast.train.config import Config, config_from_dict, config_to_dict
+from dapo_fast.train.checkpoint import (CheckpointError, checkpoint_file, load_checkpoint, rng_state,
+                                        save_checkpoint, set_rng_state)
+from dapo_fast.train.config import Config, ConfigError, config_from_dict, config_to_dict
 from dapo_fast.train.curriculum import Curriculum, open_clip_semantic_scores
 
 SCORE_BATCH = 256
+RUN_FILES = ("last.pt", "metrics.jsonl")  # a directory holding either holds a run
 
 
 def seed_everything(seed: int) -> None:
@@ -68,6 +70,17 @@ def make_tokenizer(cfg: Config, train_set=None, state: Optional[Dict] = None):
     return WordTokenizer.build(all_phrases(train_set))
 
 
+def check_tokenizer_state(state: Dict, cfg: Config, path: str) -> None:
+    """The word tokenizer a checkpoint must carry (open_clip's BPE is rebuilt from the config)."""
+    if cfg.model.backbone == "open_clip":
+        return
+    tok = state.get("tokenizer")
+    vocab = tok.get("vocab") if isinstance(tok, dict) else None
+    if not (isinstance(vocab, list) and all(isinstance(w, str) for w in vocab)):
+        raise CheckpointError(f"checkpoint {path} holds no word tokenizer (a 'tokenizer' dict with a 'vocab' "
+                              f"list of strings)")
+
+
 def entity_table(dataset, max_entities: int) -> torch.Tensor:
     """[N, E] bool: which entity slots of every training sample are real."""
     phrases = phrase_lists(dataset)
@@ -77,8 +90,33 @@ def entity_table(dataset, max_entities: int) -> torch.Tensor:
     return out
 
 
+def metrics_up_to(path: str, step: int) -> List[bytes]:
+    """The lines of a metrics log with records up to ``step`` (what a run resumed from its checkpoint
+    at ``step`` keeps). The last line may have been cut short by a kill mid-write: it is dropped;
+    any other line that is not a JSON record with an int 'step' raises FileFormatError naming it."""
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")  # the last item is b"" when the file ends with a newline
+    keep = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not (isinstance(record, dict) and type(record.get("step")) is int):
+            if number == len(lines):  # no newline after it: a write cut short
+                continue
+            raise FileFormatError(f"metrics log {path} line {number} is not a JSON record with an int 'step'; "
+                                  f"repair or remove that line to resume")
+        if record["step"] <= step:
+            keep.append(line + b"\n")
+    return keep
+
+
 class MetricsLog:
-    """JSONL (always) + TensorBoard (when installed) on the main rank."""
+    """JSONL (always) + TensorBoard (when installed) on the main rank. A resumed run keeps the
+    records up to its checkpoint and drops the ones the interrupted run wrote after it."""
 
     def __init__(self, out_dir: str, enabled: bool, resume_step: int):
         self.enabled = enabled
@@ -87,18 +125,15 @@ class MetricsLog:
         if not enabled:
             return
         os.makedirs(out_dir, exist_ok=True)
-        if resume_step and os.path.exists(self.path):  # drop lines the interrupted run wrote after its checkpoint
-            with open(self.path) as f:
-                keep = [line for line in f if json.loads(line).get("step", 0) <= resume_step]
-            with open(self.path, "w") as f:
-                f.writelines(keep)
-        elif os.path.exists(self.path):
-            os.unlink(self.path)
+        if resume_step and os.path.exists(self.path):
+            keep = metrics_up_to(self.path, resume_step)
+            atomic_write(self.path, lambda f: f.writelines(keep))
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
             return
-        self.tb = SummaryWriter(os.path.join(out_dir, "tb"))
+        # purge_step: TensorBoard drops the interrupted run's events after the checkpoint
+        self.tb = SummaryWriter(os.path.join(out_dir, "tb"), purge_step=resume_step + 1 if resume_step else None)
 
     def write(self, record: Dict) -> None:
         if not self.enabled:
@@ -115,9 +150,11 @@ class MetricsLog:
             self.tb.close()
 
 
-def check_same_run(saved: Dict, cfg: Config, path: str) -> None:
+def _check_resume_config(saved: Dict, cfg: Config, path: str) -> None:
     """A checkpoint may only continue the same run (train.stop_after/progress/out_dir may differ)."""
     now = config_to_dict(cfg)
+    if not isinstance(saved.get("train"), dict):
+        raise CheckpointError(f"checkpoint {path} holds a config without a 'train' section")
     if saved.get("method") != now["method"]:
         raise CheckpointError(f"checkpoint {path} was written by method '{saved.get('method')}', "
                               f"this config's method is '{now['method']}'")
@@ -130,24 +167,58 @@ def check_same_run(saved: Dict, cfg: Config, path: str) -> None:
             raise CheckpointError(f"checkpoint {path}: train.{key} differs ({saved['train'].get(key)} vs {now['train'][key]})")
 
 
-class Trainer:
-    """One training run: ``Trainer(cfg, resume).run()``. The parts, in the order they run:
-    ``__init__`` (process set-up, data, method, optimiser, curriculum, resume), then ``run`` (the
-    step loop, logging, checkpoints), each step being ``train_step``."""
+def _check_like(fresh, loaded, where: str) -> None:
+    """``loaded`` has the structure of ``fresh`` (the state a new run of the same config holds): the
+    same keys, leaf types and tensor shapes and dtypes; a None in ``fresh`` admits anything."""
+    if fresh is None:
+        return
+    if isinstance(fresh, dict):
+        if not isinstance(loaded, dict) or set(loaded) != set(fresh):
+            raise CheckpointError(f"'{where}' must be a dict with the keys {sorted(map(str, fresh))}")
+        for key in fresh:
+            _check_like(fresh[key], loaded[key], f"{where}.{key}")
+        return
+    if isinstance(fresh, (list, tuple)):
+        if type(loaded) is not type(fresh) or len(loaded) != len(fresh):
+            raise CheckpointError(f"'{where}' must be a {type(fresh).__name__} of {len(fresh)} items")
+        for i, (f, v) in enumerate(zip(fresh, loaded)):
+            _check_like(f, v, f"{where}[{i}]")
+        return
+    if isinstance(fresh, torch.Tensor):
+        ok = isinstance(loaded, torch.Tensor) and loaded.shape == fresh.shape and loaded.dtype == fresh.dtype
+    else:
+        ok = type(loaded) is type(fresh) or (type(fresh) is float and type(loaded) is int)
+    if not ok:
+        raise CheckpointError(f"'{where}' must be like {fresh!r}, got {loaded!r}")
 
-    def __init__(self, cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] = print):
+
+class Trainer:
+    """One training run: ``Trainer(cfg, resume, overwrite=...).run()``. The parts, in the order they
+    run: ``__init__`` (process set-up, resume state, run directory, data, method, optimiser,
+    curriculum, restore), then ``run`` (the step loop, logging, checkpoints), each step being
+    ``train_step``.
+
+    ``train.out_dir`` holding a run (``last.pt`` or ``metrics.jsonl``) is only continued
+    (``resume`` names its checkpoint) or replaced (``overwrite``: its checkpoint, metrics log and
+    TensorBoard events are deleted first); otherwise the run stops with FileExistsError before it
+    changes anything. Temporary files of a killed checkpoint or log write are removed at start."""
+
+    def __init__(self, cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] = print,
+                 overwrite: bool = False):
         self.t0 = time.time()
         self.cfg, self.log = cfg, log
+        self.checkpoint_path = os.path.join(cfg.train.out_dir, "last.pt")
         self.dist = self._init_process()
-        self.train_set = self._load_train_set()
         state = self._load_resume_state(resume)
-        init = load_checkpoint(cfg.train.init_from) if cfg.train.init_from and state is None else None
+        self._claim_out_dir(resume, overwrite)
+        self.train_set = self._load_train_set()
+        init = self._load_init_state() if state is None else None
         saved = state or init
         self.tokenizer = make_tokenizer(cfg, self.train_set, saved["tokenizer"] if saved else None)
         self.method = methods.get(cfg.method)(cfg, self.train_set, self.tokenizer, self.dist)
         self.model = self.method.model
         if init is not None:
-            self._initialise(init, cfg.train.init_from)
+            self._initialise(init)
         self.opt, self.sched = build_optimizer(cfg, self.model)
         tc = cfg.train
         self.curriculum = Curriculum(cfg.curriculum, object_counts(self.train_set),
@@ -159,7 +230,6 @@ class Trainer:
         self.net = torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.enabled else self.model
         loss_fn = self.method.forward_loss
         self.step_fn = torch.compile(loss_fn, dynamic=False) if tc.compile else loss_fn
-        self.checkpoint_path = os.path.join(tc.out_dir, "last.pt")
 
     # ---------------------------------------------------------------- set-up
     def _init_process(self) -> D.DistInfo:
@@ -186,34 +256,81 @@ class Trainer:
         if not resume:
             return None
         state = load_checkpoint(resume)
-        check_same_run(state["config"], self.cfg, resume)
+        _check_resume_config(state["config"], self.cfg, resume)
+        check_tokenizer_state(state, self.cfg, resume)
         return state
 
-    def _initialise(self, state: Dict, path: str) -> None:
-        """Fine-tuning: the model (and the method's state) of another run; optimiser, curriculum
-        and step start afresh."""
-        if state["config"].get("method") != self.cfg.method or state["config"].get("model") != config_to_dict(
-                self.cfg)["model"]:
+    def _load_init_state(self) -> Optional[Dict]:
+        """``train.init_from``: the checkpoint whose weights and tokenizer a fine-tuning run starts from."""
+        path = self.cfg.train.init_from
+        if not path:
+            return None
+        state = load_checkpoint(path)
+        saved = state["config"]
+        if saved.get("method") != self.cfg.method or saved.get("model") != config_to_dict(self.cfg)["model"]:
             raise CheckpointError(f"train.init_from={path} was trained with another method or model config")
+        check_tokenizer_state(state, self.cfg, path)
+        return state
+
+    def _initialise(self, state: Dict) -> None:
+        """Fine-tuning: the model (and the method's state) of another run; the optimiser, the
+        curriculum and the step count start afresh."""
+        path = self.cfg.train.init_from
         try:
             self.model.load_state_dict(state["model"])
             self.method.load_state_dict(state["method"])
-        except (KeyError, RuntimeError, ValueError) as err:
+        except (KeyError, TypeError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"train.init_from={path} does not fit this model: {err}") from None
-        self.log(f"initialised from {path} (step {int(state['step'])})")
+        self.log(f"initialised from {path} (step {state['step']})")
+
+    def _claim_out_dir(self, resume: Optional[str], overwrite: bool) -> None:
+        """Refuse to write over a run in out_dir that is neither continued nor meant to be replaced."""
+        out = self.cfg.train.out_dir
+        present = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
+        continuing = (bool(resume) and os.path.exists(self.checkpoint_path)
+                      and os.path.samefile(checkpoint_file(resume), self.checkpoint_path))
+        if present and not continuing and not overwrite:
+            how = f"--resume {out} to continue it, " if "last.pt" in present else ""
+            raise FileExistsError(f"train.out_dir {out} already holds a run ({', '.join(present)}); pass {how}"
+                                  f"--overwrite to replace it, or choose another train.out_dir")
+        if not self.dist.is_main:
+            return
+        for name in RUN_FILES:
+            remove_stale_temp_files(os.path.join(out, name))
+        if present and overwrite and not continuing:
+            tb = os.path.join(out, "tb")
+            events = [os.path.join(tb, f) for f in os.listdir(tb) if f.startswith("events.out.tfevents.")] \
+                if os.path.isdir(tb) else []
+            for path in [os.path.join(out, name) for name in present] + events:
+                os.unlink(path)
+            self.log(f"replacing the run in {out} (--overwrite)")
 
     def _restore(self, state: Dict, path: str) -> int:
         try:
+            _check_like(self.sched.state_dict(), state["scheduler"], "scheduler")
+            _check_like(self.curriculum.state_dict(), state["curriculum"], "curriculum")
             self.model.load_state_dict(state["model"])
             self.method.load_state_dict(state["method"])
             self.opt.load_state_dict(state["optimizer"])
+            self._check_optimizer_state()
             self.sched.load_state_dict(state["scheduler"])
             self.curriculum.load_state_dict(state["curriculum"])
             set_rng_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError) as err:
+        except (KeyError, IndexError, TypeError, AttributeError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"checkpoint {path} does not match this model/config: {err}") from None
-        self.log(f"resumed from {path} at step {int(state['step'])}")
-        return int(state["step"])
+        self.log(f"resumed from {path} at step {state['step']}")
+        return state["step"]
+
+    def _check_optimizer_state(self) -> None:
+        """Every per-parameter optimiser buffer is a tensor shaped like its parameter (or a scalar)."""
+        for group in self.opt.param_groups:
+            for p in group["params"]:
+                for name, value in self.opt.state.get(p, {}).items():
+                    if value is None:
+                        continue
+                    if not isinstance(value, torch.Tensor) or (value.dim() > 0 and value.shape != p.shape):
+                        raise CheckpointError(f"optimizer state '{name}' of a parameter of shape {tuple(p.shape)} "
+                                              f"is {value!r:.80}")
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> Dict:
@@ -292,21 +409,27 @@ class Trainer:
         D.barrier()
 
 
-def train(cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] = print) -> Dict:
-    """Run (or continue) training; returns {"step", "checkpoint", "out_dir", "interrupted", "seconds", "world_size"}."""
-    return Trainer(cfg, resume, log).run()
+def train(cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] = print,
+          overwrite: bool = False) -> Dict:
+    """Run (or continue) training; returns {"step", "checkpoint", "out_dir", "interrupted", "seconds", "world_size"}.
+    ``train.out_dir`` holding another run raises FileExistsError unless ``overwrite`` (see :class:`Trainer`)."""
+    return Trainer(cfg, resume, log, overwrite).run()
 
 
 def load_trained(path: str):
     """(method with its model in eval mode, Config, checkpoint dict) from a checkpoint path or run directory."""
     state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"])
+    try:
+        cfg = config_from_dict(state["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"checkpoint {path} holds an invalid config: {err}") from None
+    check_tokenizer_state(state, cfg, path)
     tokenizer = make_tokenizer(cfg, state=state.get("tokenizer"))
     method = methods.get(cfg.method)(cfg, None, tokenizer, D.DistInfo())
     try:
         method.model.load_state_dict(state["model"])
         method.load_state_dict(state.get("method", {}))
-    except (KeyError, RuntimeError, ValueError) as err:
+    except (KeyError, IndexError, TypeError, AttributeError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path}: model weights do not fit the saved config: {err}") from None
     method.model.eval()
     return method, cfg, state

@@ -8,8 +8,8 @@ from torchvision.models.detection._utils import BoxCoder
 
 import dapo_fast
 from dapo_fast.ops import box_decode, box_encode
-from dapo_fast.ops._reference import box_ops as ref
-from tests._helpers import TOL, non_contiguous
+from dapo_fast.ops._reference import box_coder as ref
+from tests._helpers import TOL, compiled_matches_eager, non_contiguous
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 BACKENDS = ["cpu", "reference"]
@@ -111,7 +111,17 @@ def test_cuda_matches_reference(seed):
             torch.testing.assert_close(a.cpu(), b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.slow
+def test_compile_fullgraph_forward_and_backward(seed):
+    proposals, targets, deltas = random_boxes(9), random_boxes(9), torch.randn(9, 4)
+
+    def encode_decode(proposals, targets, deltas):
+        return box_encode(proposals, targets), box_decode(deltas, proposals, scale_clamp=2.0)
+
+    _, grads = compiled_matches_eager(encode_decode, proposals.requires_grad_(), targets.requires_grad_(),
+                                      deltas.requires_grad_())
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
 def test_compile_fullgraph_regression_step():
     """ReIR's refinement step: decode predicted deltas, score them against pseudo ground truth
     with box_iou, encode regression targets and take the weighted smooth-L1, all in one graph."""

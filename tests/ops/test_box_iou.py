@@ -5,8 +5,8 @@ import torchvision
 
 import dapo_fast
 from dapo_fast.ops import box_accuracy, box_iou
-from dapo_fast.ops._reference import grounding_metrics as ref
-from tests._helpers import TOL
+from dapo_fast.ops._reference import box_iou as ref
+from tests._helpers import TOL, compiled_matches_eager
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -80,6 +80,30 @@ def test_cpu_kernel_opcheck_and_grad_fallback(seed):
     assert ag.grad is not None and ag.grad.abs().sum() > 0
     with pytest.raises(RuntimeError, match="b must"):
         torch.ops.dapo_fast.box_iou(a, random_boxes(2, 6))
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_differentiable_iou(seed):
+    # with a gradient, auto runs the differentiable reference: it must trace whole too
+    _, grads = compiled_matches_eager(box_iou, random_boxes(3, 7).requires_grad_(), random_boxes(3, 5).requires_grad_())
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_eval(seed):
+    """Bbox accuracy the way an evaluation loop computes it, compiled: IoU of the predictions with
+    their ground truth (the kernel) and box_accuracy with padded and with per-map boxes."""
+    pred = random_boxes(12)
+    padded = torch.cat([pred[:, None] + torch.randn(12, 1, 4), random_boxes(12, 2)], dim=1)  # [N, 3, 4]
+    per_map = [random_boxes(i % 3) for i in range(11)] + [pred[11:] + 0.5]
+
+    def evaluate(pred, padded, per_map):
+        return (box_iou(pred[:, None], padded), box_accuracy(pred, padded), box_accuracy(pred, per_map, 0.3))
+
+    (iou, padded_hits, listed_hits), _ = compiled_matches_eager(evaluate, pred, padded, per_map)
+    assert torch.equal(padded_hits, ref.box_accuracy(pred, list(padded)))
+    assert torch.equal(listed_hits, ref.box_accuracy(pred, per_map, 0.3)) and listed_hits[11]
+    torch.testing.assert_close(iou, ref.box_iou(pred[:, None], padded))
 
 
 @pytest.mark.cuda

@@ -5,7 +5,7 @@ import torch
 import dapo_fast
 from dapo_fast.ops import cross_attention_probs_mean
 from dapo_fast.ops._reference.cross_attention_probs_mean import cross_attention_probs_mean as reference
-from tests._helpers import TOL, non_contiguous
+from tests._helpers import TOL, compiled_matches_eager, non_contiguous
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -137,7 +137,7 @@ def test_backward_deterministic_across_threads(seed):
         assert torch.equal(a, b)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_matches_reference(seed):
     q, k = make(2, 2, 21, 7, 16, diffusers_layout=True)
     bias = torch.randn(2, 7)
@@ -151,7 +151,7 @@ def test_triton_matches_reference(seed):
     torch.testing.assert_close(out, 1 + reference(q, k, 0.3, bias), **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
     from dapo_fast.ops._triton.cross_attention_probs_mean import cross_attention_probs_mean_triton
@@ -230,7 +230,6 @@ def test_no_per_head_probability_allocation(seed):
     assert ours < per_head_bytes // 4, (ours, per_head_bytes)
 
 
-@pytest.mark.slow
 def test_compile_fullgraph_layer_mean(seed):
     """Two layers accumulated into one buffer (the in-place op) plus a differentiable use."""
     q1, k1 = make(2, 3, 16, 7, 8, diffusers_layout=True)
@@ -243,12 +242,6 @@ def test_compile_fullgraph_layer_mean(seed):
         fused = cross_attention_probs_mean(q2, k2, 0.3, weight=0.5)
         return buffer + fused
 
-    compiled = torch.compile(layer_mean, fullgraph=True)
-    q2e, q2c = q2.clone().requires_grad_(), q2.clone().requires_grad_()
-    want = layer_mean(q1, k1, q2e, k2)
-    got = compiled(q1, k1, q2c, k2)
-    torch.testing.assert_close(got, want, **TOL[torch.float32])
-    torch.testing.assert_close(want, 0.5 * (reference(q1, k1, 0.3) + reference(q2, k2, 0.3)), **TOL[torch.float32])
-    want.pow(2).sum().backward()
-    got.pow(2).sum().backward()
-    torch.testing.assert_close(q2c.grad, q2e.grad, **TOL[torch.float32])
+    (got,), grads = compiled_matches_eager(layer_mean, q1, k1, q2.requires_grad_(), k2.requires_grad_())
+    torch.testing.assert_close(got, 0.5 * (reference(q1, k1, 0.3) + reference(q2, k2, 0.3)), **TOL[torch.float32])
+    assert len(grads) == 2 and all(g.abs().sum() > 0 for g in grads)

@@ -8,7 +8,7 @@ import dapo_fast
 from dapo_fast.ops import false_negative_mask
 from dapo_fast.ops._reference.false_negative_mask import false_negative_mask as reference
 from dapo_fast.ops._reference.false_negative_mask import false_negative_mask_mpl_code_form as code_form
-from tests._helpers import non_contiguous
+from tests._helpers import compiled_matches_eager, non_contiguous
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -77,6 +77,12 @@ def test_opcheck(seed):
         torch.library.opcheck(torch.ops.dapo_fast.false_negative_mask.default, (feats, valid, thr))
 
 
+def test_compile_fullgraph(seed):
+    feats, valid = make(b=5, k=6, d=8)
+    (got,), _ = compiled_matches_eager(lambda f, v: false_negative_mask(f, v, 0.2), feats, valid)
+    assert torch.equal(got, reference(feats, valid, 0.2))
+
+
 class TestBadInputs:
     def test_shape_dtype_device(self):
         with pytest.raises(ValueError, match="region_feats"):
@@ -101,7 +107,7 @@ class TestBadInputs:
                                                     threshold)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_matches_reference(seed):
     feats, valid = make(b=4, k=6, d=20)
     for threshold in THRESHOLDS:
@@ -109,7 +115,7 @@ def test_triton_matches_reference(seed):
                            reference(feats, valid, threshold))
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     from dapo_fast.ops._triton.false_negative_mask import false_negative_mask_triton
 

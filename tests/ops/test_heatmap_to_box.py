@@ -1,10 +1,12 @@
 """heatmap_to_box: the C++ kernel against the OpenCV reference (WWbL's procedure)."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 import dapo_fast
-from dapo_fast.ops import heatmap_to_box
-from dapo_fast.ops._reference.grounding_metrics import heatmap_to_box as reference
+from dapo_fast.ops import box_accuracy, heatmap_to_box
+from dapo_fast.ops._reference.heatmap_to_box import heatmap_to_box as reference
+from tests._helpers import compiled_matches_eager
 from tests.ops._heatmaps import mixed_maps
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
@@ -101,6 +103,24 @@ def test_bad_inputs():
         heatmap_to_box(torch.rand(2, 0, 4))
     with pytest.raises(RuntimeError, match="heatmaps"):
         torch.ops.dapo_fast.heatmap_to_box(torch.rand(4, 4), 0.5, 0.5, False)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_eval(seed):
+    """DAPO / WWbL bbox accuracy as an evaluation step, compiled: heatmaps resized to the image,
+    one box per map, IoU >= 0.5 with the ground truth."""
+    maps = mixed_maps(10, 12, 16, torch.Generator().manual_seed(seed))
+    want_boxes = reference(F.interpolate(maps[:, None], size=(30, 40), mode="bilinear", align_corners=False)[:, 0])
+    gt = torch.where(torch.arange(10)[:, None] % 2 == 0, want_boxes, torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+    def evaluate(heatmaps, gt_boxes):
+        resized = F.interpolate(heatmaps[:, None], size=(30, 40), mode="bilinear", align_corners=False)[:, 0]
+        boxes = heatmap_to_box(resized)
+        return boxes, box_accuracy(boxes, gt_boxes[:, None])
+
+    (boxes, hits), _ = compiled_matches_eager(evaluate, maps, gt)
+    assert torch.equal(boxes, want_boxes)
+    assert hits[::2].all()
 
 
 @pytest.mark.cuda

@@ -50,6 +50,17 @@ def test_opcheck(seed):
     torch.library.opcheck(torch.ops.dapo_fast.momentum_update_.default, (teacher[:3], student[:3], 0.9))
 
 
+def test_compile_fullgraph(seed):
+    teacher, student = tensors()
+    eager = [t.clone() for t in teacher]
+    compiled = [t.clone() for t in teacher]
+    momentum_update_(eager, student, 0.9)
+    torch.compile(lambda t, s: momentum_update_(t, s, 0.9), fullgraph=True)(compiled, student)
+    for got, want in zip(compiled, eager):
+        assert torch.equal(got, want)
+    assert not torch.equal(compiled[0], teacher[0])
+
+
 class TestBadInputs:
     def test_lengths_shapes_dtypes(self):
         with pytest.raises(ValueError, match="same number"):
@@ -75,7 +86,7 @@ class TestBadInputs:
             torch.ops.dapo_fast.momentum_update_([torch.zeros(2)], [torch.zeros(2)], momentum)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_matches_reference(seed):
     teacher = [torch.randn(3, 4), torch.randn(2000), torch.randn(5, 6)[:, ::2]]
     student = [torch.randn(3, 4), torch.randn(2000), torch.randn(5, 3)]
@@ -86,7 +97,7 @@ def test_triton_matches_reference(seed):
         torch.testing.assert_close(got, w, **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     from dapo_fast.ops._triton.momentum_update import momentum_update_triton_
 

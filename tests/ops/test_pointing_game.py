@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 import dapo_fast
 from dapo_fast.ops import pointing_game, pointing_game_masks, resized_argmax
-from dapo_fast.ops._reference import grounding_metrics as ref
+from dapo_fast.ops._reference import pointing_game as ref
+from tests._helpers import compiled_matches_eager
 from tests.ops._heatmaps import mixed_maps
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
@@ -147,6 +148,30 @@ def test_bad_inputs():
         resized_argmax(torch.rand(1, 4, 4), [0, 4])
     with pytest.raises(RuntimeError, match="sizes"):
         torch.ops.dapo_fast.resized_argmax(torch.rand(2, 4, 4), torch.ones(3, 2, dtype=torch.long))
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_eval(seed):
+    """The pointing game as an evaluation step, compiled: per-map box lists (an evaluation loop's
+    form), padded boxes, masks of the image size, and the peaks themselves."""
+    g = torch.Generator().manual_seed(seed)
+    n = 8
+    maps = mixed_maps(n, 9, 11, g)
+    sizes = torch.tensor([[30, 40]] * n)
+    peaks = ref.resized_argmax(maps, sizes)
+    around = torch.cat([peaks[:, 1:] - 2, peaks[:, :1] - 2, peaks[:, 1:] + 2, peaks[:, :1] + 2], 1).float()
+    per_map = [around[i:i + 1] if i % 2 else torch.empty(0, 4) for i in range(n)]
+    padded = torch.stack([around, around + 10], dim=1)
+    masks = torch.rand(n, 30, 40, generator=g) > 0.5
+
+    def evaluate(heatmaps, per_map, padded, masks):
+        return (pointing_game(heatmaps, per_map, sizes), pointing_game(heatmaps, padded, [30, 40]),
+                pointing_game_masks(heatmaps, masks), resized_argmax(heatmaps, sizes))
+
+    (listed, padded_hits, mask_hits, got_peaks), _ = compiled_matches_eager(evaluate, maps, per_map, padded, masks)
+    assert torch.equal(listed, torch.arange(n) % 2 == 1) and padded_hits.all()
+    assert torch.equal(mask_hits, ref.pointing_game_masks(maps, list(masks)))
+    assert torch.equal(got_peaks, peaks)
 
 
 @pytest.mark.cuda

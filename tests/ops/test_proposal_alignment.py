@@ -4,8 +4,8 @@ import torch
 
 import dapo_fast
 from dapo_fast.ops import proposal_alignment
-from dapo_fast.ops._reference import pcnet as ref
-from tests._helpers import TOL, non_contiguous
+from dapo_fast.ops._reference import proposal_alignment as ref
+from tests._helpers import TOL, compiled_matches_eager, non_contiguous
 from tests.ops._pcnet_inputs import make
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
@@ -75,6 +75,12 @@ def test_gradcheck_and_opcheck(seed):
     scores, argmax = torch.ops.dapo_fast.proposal_alignment(r32, m32, v32)
     torch.library.opcheck(torch.ops.dapo_fast.proposal_alignment_backward.default,
                           (torch.randn_like(scores), argmax, m32, 7, 9))
+
+
+def test_compile_fullgraph_forward_and_backward(seed):
+    response, masks, valid = make(2, 2, 4, 6, 7)
+    _, (grad,) = compiled_matches_eager(lambda r: proposal_alignment(r, masks, valid), response.requires_grad_())
+    assert grad.abs().sum() > 0
 
 
 def test_bad_inputs():

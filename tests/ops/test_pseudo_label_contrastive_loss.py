@@ -122,7 +122,7 @@ def test_rows_without_regions_give_zero_loss_and_gradient(seed):
     assert out == 0 and (gp == 0).all() and (gr == 0).all()
 
 
-def test_empty_shapes():
+def test_empty_shapes(seed):
     for b, q, k in ((0, 2, 3), (2, 0, 3), (2, 2, 0)):
         args = make(b=b or 1, q=q or 1, k=k or 1, d=8)
         args = [a[:b] if i in (0, 2, 4) else a for i, a in enumerate(args)]
@@ -211,7 +211,7 @@ class TestBadInputs:
     def args(self):
         return make(b=2, q=2, k=3, d=4, threshold=0.0)
 
-    def test_shapes(self):
+    def test_shapes(self, seed):
         a = self.args()
         with pytest.raises(ValueError, match="region"):
             pseudo_label_contrastive_loss(a[0], a[1][:, :, :3], *a[2:])
@@ -225,7 +225,7 @@ class TestBadInputs:
             torch.ops.dapo_fast.pseudo_label_contrastive_loss(a[0], a[1][:1], *a[2:], 1.0, 1.0, "none", "mean",
                                                               False, False)
 
-    def test_dtypes_and_devices(self):
+    def test_dtypes_and_devices(self, seed):
         a = self.args()
         with pytest.raises(TypeError, match="phrase and region"):
             pseudo_label_contrastive_loss(a[0], a[1].double(), *a[2:])
@@ -234,7 +234,7 @@ class TestBadInputs:
         with pytest.raises(ValueError, match="teacher_phrase"):
             pseudo_label_contrastive_loss(*a[:2], a[2].to("meta"), *a[3:])
 
-    def test_values(self):
+    def test_values(self, seed):
         a = self.args()
         with pytest.raises(ValueError, match="tau"):
             pseudo_label_contrastive_loss(*a, tau=0.0)
@@ -252,7 +252,7 @@ class TestBadInputs:
             torch.ops.dapo_fast.pseudo_label_contrastive_loss(*a, 1.0, 1.0, "bad", "mean", False, False)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("mode", MODES)
 def test_triton_matches_reference(seed, mode):
     args = make(b=3, q=3, k=5, d=12, threshold=0.0)
@@ -262,13 +262,13 @@ def test_triton_matches_reference(seed, mode):
         assert_close_all(got, want)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
-    from dapo_fast.ops._triton.pseudo_label_contrastive_loss import pseudo_label_loss_triton
+    from dapo_fast.ops._triton.pseudo_label_contrastive_loss import pseudo_label_contrastive_loss_triton
 
     a = make(b=2, q=2, k=3, d=8, threshold=0.0)
-    torch.library.opcheck(pseudo_label_loss_triton, (a[0].requires_grad_(), *a[1:], 0.5, 0.3, "fnc"),
+    torch.library.opcheck(pseudo_label_contrastive_loss_triton, (a[0].requires_grad_(), *a[1:], 0.5, 0.3, "fnc"),
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
 
 
@@ -285,6 +285,6 @@ def test_gpu_backends(seed, backend):
         torch.library.opcheck(torch.ops.dapo_fast.pseudo_label_contrastive_loss.default,
                               (gpu[0].requires_grad_(), *gpu[1:], 0.5, 0.3, "fnc", "mean", True, True))
     else:
-        from dapo_fast.ops._triton.pseudo_label_contrastive_loss import pseudo_label_loss_triton
+        from dapo_fast.ops._triton.pseudo_label_contrastive_loss import pseudo_label_contrastive_loss_triton
 
-        torch.library.opcheck(pseudo_label_loss_triton, (gpu[0].requires_grad_(), *gpu[1:], 0.5, 0.3, "fnc"))
+        torch.library.opcheck(pseudo_label_contrastive_loss_triton, (gpu[0].requires_grad_(), *gpu[1:], 0.5, 0.3, "fnc"))

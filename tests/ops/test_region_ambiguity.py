@@ -5,7 +5,7 @@ import torch
 import dapo_fast
 from dapo_fast.losses.pcnet import iad_loss, pcnet_losses, ras_loss, straight_through_onehot
 from dapo_fast.ops import region_ambiguity
-from dapo_fast.ops._reference import pcnet as ref
+from dapo_fast.ops._reference import region_ambiguity as ref
 from tests._helpers import TOL, non_contiguous
 from tests.ops._pcnet_inputs import make
 
@@ -165,7 +165,7 @@ def test_bad_inputs():
                                              torch.ones(2, 4, dtype=torch.uint8), "iou", 1e-5, False)
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("variant", ["iou", "half_dice"])
 def test_triton_matches_reference(seed, variant):
     response, masks, valid = make(2, 2, 4, 5, 7)
@@ -177,7 +177,7 @@ def test_triton_matches_reference(seed, variant):
     torch.testing.assert_close(got[2], want[2], **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
     from dapo_fast.ops._triton.region_ambiguity import region_ambiguity_triton

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not bu
 
 
 def random_rois(num_rois, batch, height, width, scale, dtype=torch.float32, kinds=("inside", "partly", "outside", "tiny", "huge")):
-    """Boxes in image coordinates (feature map * 1/scale), mixing the shapes the issue names."""
+    """Boxes in image coordinates (feature map * 1/scale): inside, partly and fully outside the map,
+    tiny (below a pixel) and huge (several times the map)."""
     img_h, img_w = height / scale, width / scale
     rows = []
     for i in range(num_rois):
@@ -213,7 +214,7 @@ def test_compile_fullgraph_pool_refine_pool(seed):
     torch.testing.assert_close(xc.grad, xe.grad, **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_triton_matches_reference(seed, channels_last):
     x, rois = make(batch=2, channels=3, height=7, width=9, num_rois=5)
@@ -226,7 +227,24 @@ def test_triton_matches_reference(seed, channels_last):
         torch.testing.assert_close(got_grad, want_grad, **TOL[torch.float32])
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
+def test_triton_double_backward_matches_reference(seed):
+    """The gradient of roi_align's backward with respect to its upstream gradient (what
+    gradgradcheck differentiates) is roi_align itself, on the Triton pair as on the others."""
+    x, rois = make(batch=2, channels=3, height=7, width=9, num_rois=4)
+
+    def grad_of_grad(backend):
+        xi = x.clone().requires_grad_()
+        upstream = torch.zeros(4, 3, 2, 3, requires_grad=True)
+        out = roi_align(xi, rois, (2, 3), 0.5, 2, True, backend=backend)
+        (grad_x,) = torch.autograd.grad(out, xi, upstream, create_graph=True)
+        (grad_upstream,) = torch.autograd.grad(grad_x, upstream, torch.ones_like(grad_x))
+        return grad_upstream
+
+    torch.testing.assert_close(grad_of_grad("triton"), grad_of_grad("reference"), **TOL[torch.float32])
+
+
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     # aot_dispatch cannot run Triton's interpreter on fake storages; the full opcheck is the cuda test below
     from dapo_fast.ops._triton.roi_align import roi_align_triton

@@ -7,6 +7,7 @@ import torch
 import dapo_fast
 from dapo_fast.ops import select_hard_negatives
 from dapo_fast.ops._reference.select_hard_negatives import select_hard_negatives as reference
+from tests._helpers import compiled_matches_eager
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -51,6 +52,12 @@ def test_opcheck(seed):
         torch.library.opcheck(torch.ops.dapo_fast.select_hard_negatives.default, (q, t, 3, u))
 
 
+def test_compile_fullgraph(seed):
+    q, t = torch.randn(4, 5, 8), torch.randn(4, 8)
+    (got,), _ = compiled_matches_eager(lambda q, t: select_hard_negatives(q, t, 3, "paper"), q, t)
+    assert torch.equal(got, reference(q, t, 3, "paper"))
+
+
 class TestBadInputs:
     def test_shapes_dtypes(self):
         with pytest.raises(ValueError, match="queries"):
@@ -75,14 +82,14 @@ class TestBadInputs:
             torch.ops.dapo_fast.select_hard_negatives(torch.randn(4, 5, 8), torch.randn(4, 8), 2, "greedy")
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 @pytest.mark.parametrize("uniqueness", ["pairwise", "paper"])
 def test_triton_matches_reference(seed, uniqueness):
     q, t = torch.randn(4, 5, 12), torch.randn(4, 12)
     assert torch.equal(select_hard_negatives(q, t, 3, uniqueness, backend="triton"), reference(q, t, 3, uniqueness))
 
 
-@pytest.mark.triton_interpret
+@pytest.mark.triton
 def test_triton_opcheck_under_interpreter(seed):
     from dapo_fast.ops._triton.select_hard_negatives import select_hard_negatives_triton
 

@@ -4,8 +4,8 @@ import torch
 
 import dapo_fast
 from dapo_fast.ops import box_encode, self_taught_targets
-from dapo_fast.ops._reference import box_ops as ref
-from tests._helpers import TOL
+from dapo_fast.ops._reference.box_iou import box_iou
+from tests._helpers import TOL, compiled_matches_eager
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -31,7 +31,7 @@ def per_phrase_loop(boxes, scores, iou_threshold=0.6, score_gap=0.1):
             for k in range(j):
                 if k == best:
                     continue
-                iou = ref._pairwise_iou(boxes[i, k], boxes[i, best])
+                iou = box_iou(boxes[i, k][None], boxes[i, best][None])[0, 0]
                 if iou >= iou_threshold and scores[i, q, best] - scores[i, q, k] >= score_gap:
                     deltas[i, q, k] = box_encode(boxes[i, k], boxes[i, best], backend="reference")
                     weights[i, q, k] = 1
@@ -71,6 +71,12 @@ def test_tie_rule_and_thresholds_inclusive():
 def test_opcheck(seed):
     boxes, scores = clustered_boxes(2, 6), torch.rand(2, 3, 6)
     torch.library.opcheck(torch.ops.dapo_fast.self_taught_targets.default, (boxes, scores, 0.6, 0.1, [10.0, 10, 5, 5]))
+
+
+def test_compile_fullgraph(seed):
+    boxes, scores = clustered_boxes(2, 9), torch.rand(2, 3, 9)
+    (deltas, weights), _ = compiled_matches_eager(self_taught_targets, boxes, scores)
+    assert torch.equal(weights, per_phrase_loop(boxes, scores)[1])
 
 
 def test_bad_inputs():

@@ -4,8 +4,8 @@ import torch
 
 import dapo_fast
 from dapo_fast.ops import soft_iou
-from dapo_fast.ops._reference import pcnet as ref
-from tests._helpers import TOL, non_contiguous
+from dapo_fast.ops._reference import soft_iou as ref
+from tests._helpers import TOL, compiled_matches_eager, non_contiguous
 from tests.ops._pcnet_inputs import make
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
@@ -53,6 +53,16 @@ def test_float64_non_contiguous_gradcheck_opcheck(seed):
         torch.library.opcheck(torch.ops.dapo_fast.soft_iou.default, (response, masks, variant, 1e-5))
     torch.library.opcheck(torch.ops.dapo_fast.soft_iou_backward.default,
                           (torch.randn(2, 2, 3, dtype=torch.float64), response.detach(), masks, "iou", 1e-5))
+
+
+def test_compile_fullgraph_forward_and_backward(seed):
+    response, masks, _ = make(2, 2, 4, 6, 7, mask_kind="float")
+
+    def both_variants(r):
+        return soft_iou(r, masks), soft_iou(r, masks, "half_dice")
+
+    _, (grad,) = compiled_matches_eager(both_variants, response.requires_grad_())
+    assert grad.abs().sum() > 0
 
 
 def test_bad_inputs():

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 import dapo_fast
 from dapo_fast.ops import weighted_smooth_l1
-from tests._helpers import TOL
+from tests._helpers import TOL, compiled_matches_eager
 
 pytestmark = pytest.mark.skipif(not dapo_fast.HAS_C, reason="dapo_fast._C not built")
 
@@ -47,6 +47,19 @@ def test_gradcheck_opcheck(seed):
     assert torch.autograd.gradcheck(lambda a, b: weighted_smooth_l1(a, b, w, 0.5), (x, y))
     for reduction in (0, 1, 2):
         torch.library.opcheck(torch.ops.dapo_fast.weighted_smooth_l1.default, (x, y, w, 0.5, reduction))
+
+
+def test_compile_fullgraph_forward_and_backward(seed):
+    w = torch.rand(5, 6)  # one weight per box
+
+    def every_reduction(x, y):
+        return (weighted_smooth_l1(x, y, w, 0.5, "none"), weighted_smooth_l1(x, y, w, 0.5, "sum"),
+                weighted_smooth_l1(x, y, w, 0.5, "mean"))
+
+    _, grads = compiled_matches_eager(every_reduction, torch.randn(5, 6, 4).requires_grad_(),
+                                      torch.randn(5, 6, 4).requires_grad_())
+    torch.testing.assert_close(grads[1], -grads[0])
+    assert grads[0].abs().sum() > 0
 
 
 def test_bad_inputs():

@@ -1,5 +1,6 @@
 """Momentum teacher update over a whole model: ours (one multi-tensor call) vs the Python loop of
-``lerp_`` (the issue's baseline), the reference loop (mul_ + add_) and torch._foreach_lerp_."""
+``lerp_`` that training code usually writes, the reference loop (mul_ + add_) and
+torch._foreach_lerp_."""
 import torch
 
 from dapo_fast.bench.registry import Case, register

@@ -1,8 +1,8 @@
 """MPL's pseudo-label contrastive loss at Flickr30k sizes: B images x K=100 regions x Q=32
 phrases, D=300 embeddings. B=64 is the size scaled to this machine, B=256 the paper's batch.
 
-Implementations: ours (fused), the reference and its torch.compile, MPL's public-code form (the
-baseline the issue names) and ``floor[matmul]``: the plain product phrase @ region^T of the same
+Implementations: ours (fused), the reference and its torch.compile, MPL's public-code form (what
+MPL trains with) and ``floor[matmul]``: the plain product phrase @ region^T of the same
 sizes (forward: 1 product; forward+backward: 3), the unavoidable matrix work of the loss.
 Peak CPU allocation of forward+backward is reported per implementation (measure_memory).
 """

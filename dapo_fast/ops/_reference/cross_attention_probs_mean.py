@@ -7,10 +7,12 @@ from typing import Optional
 
 import torch
 
+from dapo_fast.ops._reference import compute_dtype
+
 
 def cross_attention_probs_mean(q: torch.Tensor, k: torch.Tensor, scale: float,
                                key_bias: Optional[torch.Tensor] = None, weight: float = 1.0) -> torch.Tensor:
-    compute = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    compute = compute_dtype(q.dtype)
     scores = torch.matmul(q.to(compute), k.to(compute).transpose(-1, -2)) * scale
     if key_bias is not None:
         scores = scores + key_bias.to(compute)[:, None, None, :]

@@ -8,16 +8,14 @@ This reference materialises the [B, B, K, K] similarity; the kernels never do.
 import torch
 import torch.nn.functional as F
 
+from dapo_fast.ops._reference import compute_dtype
+
 NORM_EPS = 1e-12
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def false_negative_mask(region_feats: torch.Tensor, region_valid: torch.Tensor, threshold: float) -> torch.Tensor:
     batch = region_feats.shape[0]
-    f = F.normalize(region_feats.detach().to(_compute_dtype(region_feats.dtype)), dim=-1, eps=NORM_EPS)
+    f = F.normalize(region_feats.detach().to(compute_dtype(region_feats.dtype)), dim=-1, eps=NORM_EPS)
     sim = torch.einsum("ikd,ald->iakl", f, f)  # [i, a, k, l]
     valid = region_valid.bool()
     hit = (sim > threshold) & valid[:, None, :, None] & valid[None, :, None, :]

@@ -16,6 +16,6 @@ def momentum_update_(teacher: Sequence[torch.Tensor], student: Sequence[torch.Te
 @torch.no_grad()
 def momentum_update_lerp_loop_(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
                                momentum: float) -> None:
-    """The usual Python loop of ``lerp_`` (the benchmark baseline the issue names)."""
+    """The usual Python loop of ``lerp_``, one dispatch per tensor (the benchmark baseline)."""
     for t, s in zip(teacher, student):
         t.lerp_(s, 1.0 - momentum)

@@ -19,12 +19,10 @@ from typing import Optional
 
 import torch
 
+from dapo_fast.ops._reference import compute_dtype
+
 MODES = ("none", "fne", "fnc")
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _sets(region_valid, fn_mask, mode, batch):
@@ -56,7 +54,7 @@ def pseudo_label_contrastive_loss(phrase: torch.Tensor, region: torch.Tensor, te
                                   reduction: str = "mean") -> torch.Tensor:
     batch, num_q = phrase.shape[:2]
     out_dtype = phrase.dtype
-    ct = _compute_dtype(phrase.dtype)
+    ct = compute_dtype(phrase.dtype)
     p, r = phrase.to(ct), region.to(ct)
     tp, tr = teacher_phrase.detach().to(ct), teacher_region.detach().to(ct)
     in_s, in_t = _sets(region_valid, fn_mask, mode, batch)           # [B, 1, B, K]

@@ -6,6 +6,8 @@ clamps to itself. Computed in float32 for half/bfloat16 inputs.
 """
 import torch
 
+from dapo_fast.ops._reference import compute_dtype
+
 
 def _axis_taps(coord: torch.Tensor, size: int):
     """Bilinear taps along one axis: (low, high, w_low, w_high), weights 0 where invalid."""
@@ -27,7 +29,7 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, poo
     num_rois, channels = rois.shape[0], input.shape[1]
     height, width = input.shape[2], input.shape[3]
     out_dtype = input.dtype
-    compute = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+    compute = compute_dtype(input.dtype)
     feats = input.to(compute)
     r = rois.to(compute)
     if num_rois == 0 or height == 0 or width == 0:

@@ -12,6 +12,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from dapo_fast.ops._meta import cross_attention_probs_mean as _meta
+
 
 @triton.jit
 def _probs(q, k, bias, key_ok, scale, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr):
@@ -155,37 +157,6 @@ def cross_attention_probs_mean_backward_triton(grad: torch.Tensor, q: torch.Tens
     return dq, dk
 
 
-def _register():
-    from dapo_fast.ops.cross_attention_probs_mean import _fake_probs_mean, _fake_probs_mean_backward
+_meta.register(cross_attention_probs_mean_triton, cross_attention_probs_mean_accumulate_triton,
+               cross_attention_probs_mean_backward_triton)
 
-    cross_attention_probs_mean_triton.register_fake(_fake_probs_mean)
-    cross_attention_probs_mean_backward_triton.register_fake(_fake_probs_mean_backward)
-
-    @cross_attention_probs_mean_accumulate_triton.register_fake
-    def _(out, q, k, scale, key_bias, weight):
-        return None
-
-    def setup_context(ctx, inputs, output):
-        q, k, scale, key_bias, weight = inputs
-        ctx.save_for_backward(q, k, key_bias)
-        ctx.args = (scale, weight)
-
-    def backward(ctx, grad):
-        q, k, key_bias = ctx.saved_tensors
-        scale, weight = ctx.args
-        dq, dk = cross_attention_probs_mean_backward_triton(grad, q, k, scale, key_bias, weight)
-        return dq, dk, None, None, None
-
-    cross_attention_probs_mean_triton.register_autograd(backward, setup_context=setup_context)
-
-
-_register()
-
-
-def cross_attention_probs_mean(q, k, scale, key_bias, weight):
-    return cross_attention_probs_mean_triton(q, k, scale, key_bias, weight)
-
-
-def cross_attention_probs_mean_accumulate(out, q, k, scale, key_bias, weight):
-    cross_attention_probs_mean_accumulate_triton(out, q, k, scale, key_bias, weight)
-    return out

@@ -6,6 +6,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from dapo_fast.ops._meta import false_negative_mask as _meta
+
 _EPS = 1e-12
 
 
@@ -51,11 +53,4 @@ def false_negative_mask_triton(region_feats: torch.Tensor, region_valid: torch.T
     return out.bool()
 
 
-@false_negative_mask_triton.register_fake
-def _(region_feats, region_valid, threshold):
-    b, k = region_feats.shape[:2]
-    return region_feats.new_empty((b, b, k), dtype=torch.bool)
-
-
-def false_negative_mask(region_feats, region_valid, threshold):
-    return false_negative_mask_triton(region_feats, region_valid, threshold)
+_meta.register(false_negative_mask_triton)

@@ -5,6 +5,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from dapo_fast.ops._meta import momentum_update as _meta
+
 
 @triton.jit
 def _ema_kernel(t_ptr, s_ptr, n, momentum, BLOCK: tl.constexpr):
@@ -24,9 +26,7 @@ def momentum_update_triton_(teacher: torch.Tensor, student: torch.Tensor, moment
     wrap_triton(_ema_kernel)[(triton.cdiv(n, block),)](teacher, student.contiguous(), n, momentum, BLOCK=block)
 
 
-@momentum_update_triton_.register_fake
-def _(teacher, student, momentum):
-    return None
+_meta.register_per_tensor(momentum_update_triton_)
 
 
 def momentum_update_(teacher, student, momentum):

@@ -11,6 +11,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from dapo_fast.ops._meta import pseudo_label_contrastive_loss as _meta
+
 _MODES = {"none": 0, "fne": 1, "fnc": 2}
 _NEG = -1.0e30  # finite "minus infinity" so that exp(m_old - m_new) never sees inf - inf
 
@@ -160,11 +162,12 @@ def _prepare(phrase, region, teacher_phrase, teacher_region, fn_mask):
     return f32(phrase), f32(region), f32(teacher_phrase), f32(teacher_region), fn
 
 
-@triton_op("dapo_fast::pseudo_label_loss_triton", mutates_args=())
-def pseudo_label_loss_triton(phrase: torch.Tensor, region: torch.Tensor, teacher_phrase: torch.Tensor,
-                             teacher_region: torch.Tensor, phrase_valid: torch.Tensor, region_valid: torch.Tensor,
-                             fn_mask: torch.Tensor, tau: float, teacher_tau: float,
-                             mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+@triton_op("dapo_fast::pseudo_label_contrastive_loss_triton", mutates_args=())
+def pseudo_label_contrastive_loss_triton(phrase: torch.Tensor, region: torch.Tensor,
+                                         teacher_phrase: torch.Tensor, teacher_region: torch.Tensor,
+                                         phrase_valid: torch.Tensor, region_valid: torch.Tensor,
+                                         fn_mask: torch.Tensor, tau: float, teacher_tau: float,
+                                         mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss [B, Q] float32, lse [B, Q, 2] float32: student and teacher log-sum-exp per phrase)."""
     b, q, d = phrase.shape
     k, dt = region.shape[1], teacher_phrase.shape[2]
@@ -186,11 +189,12 @@ def pseudo_label_loss_triton(phrase: torch.Tensor, region: torch.Tensor, teacher
     return loss, lse
 
 
-@triton_op("dapo_fast::pseudo_label_loss_backward_triton", mutates_args=())
-def pseudo_label_loss_backward_triton(coef: torch.Tensor, phrase: torch.Tensor, region: torch.Tensor,
-                                      teacher_phrase: torch.Tensor, teacher_region: torch.Tensor,
-                                      region_valid: torch.Tensor, fn_mask: torch.Tensor, lse: torch.Tensor,
-                                      tau: float, teacher_tau: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+@triton_op("dapo_fast::pseudo_label_contrastive_loss_backward_triton", mutates_args=())
+def pseudo_label_contrastive_loss_backward_triton(coef: torch.Tensor, phrase: torch.Tensor,
+                                                  region: torch.Tensor, teacher_phrase: torch.Tensor,
+                                                  teacher_region: torch.Tensor, region_valid: torch.Tensor,
+                                                  fn_mask: torch.Tensor, lse: torch.Tensor, tau: float,
+                                                  teacher_tau: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients (phrase, region) for the per-phrase upstream gradient coef [B, Q]."""
     b, q, d = phrase.shape
     k, dt = region.shape[1], teacher_phrase.shape[2]
@@ -213,40 +217,16 @@ def pseudo_label_loss_backward_triton(coef: torch.Tensor, phrase: torch.Tensor, 
     return gp.to(phrase.dtype), gr.to(region.dtype)
 
 
-def _register():
-    @pseudo_label_loss_triton.register_fake
-    def _(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask, tau, teacher_tau,
-          mode):
-        b, q = phrase.shape[:2]
-        return phrase.new_empty((b, q), dtype=torch.float32), phrase.new_empty((b, q, 2), dtype=torch.float32)
-
-    @pseudo_label_loss_backward_triton.register_fake
-    def _(coef, phrase, region, teacher_phrase, teacher_region, region_valid, fn_mask, lse, tau, teacher_tau, mode):
-        return phrase.new_empty(phrase.shape), region.new_empty(region.shape)
-
-    def setup_context(ctx, inputs, output):
-        phrase, region, tp, tr, _, region_valid, fn_mask, tau, ttau, mode = inputs
-        ctx.save_for_backward(phrase, region, tp, tr, region_valid, fn_mask, output[1])
-        ctx.args = (tau, ttau, mode)
-
-    def backward(ctx, grad_loss, _grad_lse):
-        phrase, region, tp, tr, region_valid, fn_mask, lse = ctx.saved_tensors
-        tau, ttau, mode = ctx.args
-        gp, gr = pseudo_label_loss_backward_triton(grad_loss, phrase, region, tp, tr, region_valid, fn_mask, lse,
-                                                   tau, ttau, mode)
-        return (gp, gr) + (None,) * 8
-
-    pseudo_label_loss_triton.register_autograd(backward, setup_context=setup_context)
-
-
-_register()
+_meta.register_triton(pseudo_label_contrastive_loss_triton, pseudo_label_contrastive_loss_backward_triton)
 
 
 def pseudo_label_contrastive_loss(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask,
                                   tau, teacher_tau, mode, reduction):
+    """The front's call: the Triton op's per-phrase losses, reduced."""
     fn = fn_mask if fn_mask is not None else torch.zeros(1, dtype=torch.bool, device=phrase.device)
-    loss, _ = pseudo_label_loss_triton(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid,
-                                       fn, tau, teacher_tau, mode if fn_mask is not None else "none")
+    loss, _ = pseudo_label_contrastive_loss_triton(phrase, region, teacher_phrase, teacher_region, phrase_valid,
+                                                   region_valid, fn, tau, teacher_tau,
+                                                   mode if fn_mask is not None else "none")
     if reduction == "none":
         return loss.to(phrase.dtype)
     total = loss.sum()

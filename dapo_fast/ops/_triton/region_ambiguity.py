@@ -7,6 +7,8 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from dapo_fast.ops._meta import region_ambiguity as _meta
+
 
 @triton.jit
 def _kernel(r_ptr, m_ptr, valid_ptr, amb_ptr, fg_ptr, field_ptr, S, P, HW, eps,
@@ -110,15 +112,4 @@ def region_ambiguity_triton(response: torch.Tensor, masks: torch.Tensor, mask_va
     return ambiguity, foreground, field
 
 
-def _register():
-    from dapo_fast.ops.region_ambiguity import _backward, _fake, _setup_context
-
-    region_ambiguity_triton.register_fake(_fake)
-    region_ambiguity_triton.register_autograd(_backward, setup_context=_setup_context)
-
-
-_register()
-
-
-def region_ambiguity(response, masks, mask_valid, variant, eps, with_grad):
-    return region_ambiguity_triton(response, masks, mask_valid, variant, eps, with_grad)
+_meta.register(region_ambiguity_triton)

@@ -7,6 +7,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from dapo_fast.ops import _checks
+from dapo_fast.ops._meta import roi_align as _meta
 
 
 @triton.jit
@@ -154,28 +155,4 @@ def roi_align_backward_triton(grad: torch.Tensor, rois: torch.Tensor, spatial_sc
     return grad_input.to(grad.dtype)
 
 
-def _register():
-    # same fakes and saved context as the C++ op; only the backward op differs
-    from dapo_fast.ops.roi_align import _fake_roi_align, _fake_roi_align_backward, _setup_context
-
-    roi_align_triton.register_fake(_fake_roi_align)
-    roi_align_backward_triton.register_fake(_fake_roi_align_backward)
-
-    def backward(ctx, grad):
-        (rois,) = ctx.saved_tensors
-        spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
-        n, c, h, w = ctx.input_shape
-        if ctx.channels_last:  # grad_input takes grad's layout: make it the input's
-            grad = grad.contiguous(memory_format=torch.channels_last)
-        grad_input = roi_align_backward_triton(grad, rois, spatial_scale, pooled_height, pooled_width, n, c, h, w,
-                                               sampling_ratio, aligned)
-        return grad_input, None, None, None, None, None, None
-
-    roi_align_triton.register_autograd(backward, setup_context=_setup_context)
-
-
-_register()
-
-
-def roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
-    return roi_align_triton(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned)
+_meta.register(roi_align_triton, roi_align_backward_triton)

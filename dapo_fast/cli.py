@@ -115,6 +115,20 @@ def _generate(args) -> int:
     return 0
 
 
+def _fidelity(args) -> int:
+    import json
+
+    from dapo_fast.data.generated import GeneratedSet
+    from dapo_fast.diffusion.fidelity import fidelity_of_set
+
+    result = fidelity_of_set(GeneratedSet(args.generated), limit=args.limit)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
 def _gat_demo(args) -> int:
     from dapo_fast.diffusion.gat_demo import run_gat_demo
 
@@ -184,6 +198,12 @@ def _add_diffusion_commands(sub) -> None:
                     help="override one config value (repeatable), e.g. --set unet.steps=100")
     td.add_argument("--out", help="run directory (default: train.out_dir); the model goes to <out>/model")
     td.set_defaults(func=_train_diffusion)
+    fi = sub.add_parser("fidelity", help="how often a generated set's images show each prompted entity (colour + "
+                                         "shape on the synthetic palette) and its attention peak falls on it")
+    fi.add_argument("generated", help="a `dapo-fast generate` output directory")
+    fi.add_argument("--limit", type=int, help="only the first N images")
+    fi.add_argument("--json", help="write the result here")
+    fi.set_defaults(func=_fidelity)
     gd = sub.add_parser("gat-demo", help="DAPO's generation-aided training end to end: train the grounder, generate "
                                          "guided images with the shipped small model, fine-tune with L_D, evaluate")
     _add_config_args(gd, method=False)

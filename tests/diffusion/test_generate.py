@@ -221,3 +221,12 @@ def test_a_directory_with_sd14s_scheduler_config_generates(sd_dir, tmp_path):
         stats = generate(sd14_like, out, PROMPTS[:1], GenerationSettings(steps=2, scheduler=scheduler),
                          progress=False, log=lambda *_: None)
         assert stats["generated"] == 1 and torch.isfinite(GeneratedSet(out).maps[0]).all()
+
+
+def test_cli_fidelity_of_a_generated_set(guided, tmp_path, capsys):
+    out, _ = guided
+    assert cli_main(["fidelity", out, "--json", str(tmp_path / "f.json")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.load(open(tmp_path / "f.json"))
+    assert printed["images"] == 2 and printed["entities"] == 5
+    assert 0 <= printed["found"] <= printed["colour"] <= 100 and 0 <= printed["peak_on_entity"] <= 100

@@ -190,11 +190,25 @@ def _load(path: str) -> Optional[Dict]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+_STAGE_ORDER = {"vae": 0, "unet": 1, "done": 2}
+
+
 class _Log:
-    def __init__(self, path: str, fresh: bool):
+    """train_log.jsonl. A fresh run starts it anew; a resumed one keeps the records up to its
+    checkpoint and drops those a stopped run wrote after it (they are written again)."""
+
+    def __init__(self, path: str, checkpoint: Optional[Dict]):
         self.path = path
-        if fresh and os.path.exists(path):
+        if not os.path.exists(path):
+            return
+        if checkpoint is None:
             os.unlink(path)
+            return
+        until = (_STAGE_ORDER[checkpoint["stage"]], int(checkpoint["step"]))
+        with open(path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        with open(path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records if (_STAGE_ORDER[r["stage"]], r["step"]) <= until)
 
     def write(self, record: Dict) -> None:
         with open(self.path, "a") as f:
@@ -227,7 +241,7 @@ def train_diffusion(cfg: DiffusionConfig, log=print) -> Dict:
                 raise ValueError(f"{ckpt_path} was written with a different '{section}' config; remove it or "
                                  f"use another train.out_dir (saved: {saved[section]}, now: {config_dict[section]})")
         log(f"resuming from {ckpt_path}: stage {state['stage']}, step {state['step']}")
-    metrics = _Log(os.path.join(tc.out_dir, "train_log.jsonl"), fresh=state is None)
+    metrics = _Log(os.path.join(tc.out_dir, "train_log.jsonl"), state)
 
     dc = cfg.data
     data_path = os.path.join(tc.out_dir, "data.pt")

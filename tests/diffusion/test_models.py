@@ -128,9 +128,16 @@ def test_train_diffusion_resumes_and_saves_a_directory_that_loads_like_sd(tmp_pa
     first = load_diffusion_config(None, TINY + [f"train.out_dir={cut}", "vae.steps=3", "unet.steps=4",
                                                 "train.ckpt_every=2"])
     _stop_after(first, 2)
+    # a run stopped between checkpoints has logged steps past its checkpoint: the resumed run
+    # drops them and logs them again, so the log reads as one uninterrupted run
+    with open(os.path.join(cut, "train_log.jsonl"), "a") as f:
+        f.write(json.dumps(dict(stage="unet", step=3, loss=-1.0)) + "\n")
     second = load_diffusion_config(None, TINY + [f"train.out_dir={cut}", "vae.steps=3", "unet.steps=4",
                                                  "train.ckpt_every=2"])
     train_diffusion(second, log=lambda *_: None)
+    resumed_log = [json.loads(line) for line in open(os.path.join(cut, "train_log.jsonl"))]
+    assert [(r["stage"], r["step"], r.get("loss")) for r in resumed_log] == \
+        [(r["stage"], r["step"], r.get("loss")) for r in log]
     a = torch.load(os.path.join(fresh, "checkpoint.pt"), weights_only=True)
     b = torch.load(os.path.join(cut, "checkpoint.pt"), weights_only=True)
     for key in a["ema_unet"]:
@@ -165,6 +172,24 @@ def _stop_after(cfg, unet_step):
             train_diffusion(cfg, log=lambda *_: None)
     finally:
         td._save = real_save
+
+
+def test_package_data_carries_every_file_of_a_saved_model(sd_dir, tmp_path):
+    """The shipped small model is package data: the globs of pyproject.toml (setuptools expands
+    them with glob, relative to the package) must take every file save_pretrained writes."""
+    import glob
+    import shutil
+    import tomllib
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        patterns = tomllib.load(f)["tool"]["setuptools"]["package-data"]["dapo_fast"]
+    package = tmp_path / "dapo_fast"
+    shutil.copytree(sd_dir, package / "assets" / "small_sd")
+    written = {os.path.relpath(os.path.join(d, n), package) for d, _, names in os.walk(package) for n in names}
+    carried = {os.path.relpath(p, package) for pattern in patterns for p in glob.glob(str(package / pattern))}
+    assert {"assets/small_sd/model_index.json", "assets/small_sd/unet/diffusion_pytorch_model.safetensors"} <= written
+    assert written == carried
 
 
 def test_config_errors_name_the_key(tmp_path):

@@ -119,13 +119,16 @@ def _fidelity(args) -> int:
     import json
 
     from dapo_fast.data.generated import GeneratedSet
-    from dapo_fast.diffusion.fidelity import fidelity_of_set
+    from dapo_fast.diffusion.fidelity import fidelity_of_set, save_fidelity_sheet
 
-    result = fidelity_of_set(GeneratedSet(args.generated), limit=args.limit)
+    generated = GeneratedSet(args.generated)
+    result = fidelity_of_set(generated, limit=args.limit)
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    if args.sheet:
+        save_fidelity_sheet(generated, args.sheet, num=args.sheet_images)
     return 0
 
 
@@ -203,6 +206,8 @@ def _add_diffusion_commands(sub) -> None:
     fi.add_argument("generated", help="a `dapo-fast generate` output directory")
     fi.add_argument("--limit", type=int, help="only the first N images")
     fi.add_argument("--json", help="write the result here")
+    fi.add_argument("--sheet", help="write a PNG of the first images with their entity maps and what was found")
+    fi.add_argument("--sheet-images", type=int, default=8, help="rows of the sheet (default 8)")
     fi.set_defaults(func=_fidelity)
     gd = sub.add_parser("gat-demo", help="DAPO's generation-aided training end to end: train the grounder, generate "
                                          "guided images with the shipped small model, fine-tune with L_D, evaluate")

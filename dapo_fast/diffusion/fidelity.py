@@ -15,6 +15,7 @@ generator would score what the real images score.
 from __future__ import annotations
 
 import functools
+import io
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["palette", "colour_masks", "connected_components", "shape_templates", "EntityCheck", "check_entities",
-           "fidelity_of_set", "fidelity_of_images"]
+           "fidelity_of_set", "fidelity_of_images", "save_fidelity_sheet"]
 
 TEMPLATE_SIZE = 16
 
@@ -172,3 +173,47 @@ def fidelity_of_set(generated, limit: Optional[int] = None, **kwargs) -> Dict[st
     samples = [generated[i] for i in range(n)]
     return fidelity_of_images([load_image(s["image"]) for s in samples], [s["phrases"] for s in samples],
                               [s["attn_maps"] for s in samples], **kwargs)
+
+
+def save_fidelity_sheet(generated, path: str, num: int = 8, **kwargs) -> None:
+    """One PNG of the first ``num`` images of a generated set, one row each: the image with its
+    caption, then each entity's final-step attention map overlaid, titled with what the check
+    found (the entity, only its colour, or neither) and marked at its resized peak."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from dapo_fast.data.sample import load_image
+    from dapo_fast.diffusion.generate import overlay_map
+    from dapo_fast.ops import resized_argmax
+
+    samples = [generated[i] for i in range(min(num, len(generated)))]
+    if not samples:
+        raise ValueError(f"no generated images in {generated.root}")
+    cols = 1 + max(len(s["phrases"]) for s in samples)
+    fig, axes = plt.subplots(len(samples), cols, figsize=(1.9 * cols, 2.0 * len(samples)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, sample in zip(axes, samples):
+        image = load_image(sample["image"])
+        checks = check_entities(image, sample["phrases"], **kwargs)
+        maps = sample["attn_maps"][:len(checks)].float()
+        peaks = resized_argmax(maps, tuple(image.shape[-2:])).tolist()
+        row[0].imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+        row[0].set_title(sample["caption"].replace(" left of ", "\nleft of ").replace(" right of ", "\nright of ")
+                         .replace(" above ", "\nabove ").replace(" below ", "\nbelow ").replace(" and ", "\nand "),
+                         fontsize=6)
+        for ax, name, check, heat, (y, x) in zip(row[1:], sample["phrases"], checks, maps, peaks):
+            overlay_map(ax, image, heat)
+            ax.plot([x], [y], marker="+", color="white", markersize=8, mew=1.5)
+            drawn = "found" if check["found"] else "colour only" if check["colour"] else "missing"
+            peak = "peak on it" if check["mask"][y, x] else "peak on colour" if check["colour_mask"][y, x] else "peak off"
+            ax.set_title(f"{name}\n{drawn}, {peak}", fontsize=6)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=80)
+    plt.close(fig)
+    # 256 colours: a third of the bytes for a sheet meant for documentation pages
+    Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)

@@ -44,7 +44,7 @@ from dapo_fast.diffusion.token_maps import entity_attention_maps, entity_token_s
 
 __all__ = ["GenerationError", "Prompt", "sample_prompts", "read_prompts", "load_sd_directory", "SDComponents",
            "GrounderHeatmaps", "GenerationSettings", "PreparedPrompt", "prepare_prompts", "denoise",
-           "generate", "main"]
+           "generate", "overlay_map", "save_map_sheet", "main"]
 
 
 class GenerationError(ValueError):
@@ -369,6 +369,17 @@ def _check_manifest(out_dir: str, manifest: Dict) -> None:
     os.replace(tmp, path)
 
 
+def overlay_map(ax, image: torch.Tensor, heat: torch.Tensor) -> None:
+    """Draw uint8 ``image`` [3, H, W] on matplotlib axes ``ax`` with the map ``heat`` [h, w]
+    upsampled (bilinear) to it and overlaid in the jet colour map over its own range."""
+    import torch.nn.functional as F
+
+    up = F.interpolate(heat[None, None].float(), size=tuple(image.shape[-2:]), mode="bilinear",
+                       align_corners=False)[0, 0]
+    ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.imshow(up.numpy(), cmap="jet", alpha=0.5, vmin=float(up.min()), vmax=max(float(up.max()), float(up.min()) + 1e-6))
+
+
 def save_map_sheet(path: str, image: torch.Tensor, title: str, panels: Sequence[Tuple[str, torch.Tensor]],
                    columns: int = 6) -> None:
     """One PNG: the image, then each map (entity or token) upsampled and overlaid on it."""
@@ -376,22 +387,17 @@ def save_map_sheet(path: str, image: torch.Tensor, title: str, panels: Sequence[
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch.nn.functional as F
 
-    picture = image.permute(1, 2, 0).numpy()
     count = 1 + len(panels)
     cols = min(columns, count)
     rows = (count + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    axes.flat[0].imshow(picture, interpolation="nearest")
+    axes.flat[0].imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
     axes.flat[0].set_title("image", fontsize=7)
-    size = tuple(image.shape[-2:])
     for ax, (name, heat) in zip(axes.flat[1:], panels):
-        up = F.interpolate(heat[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-        ax.imshow(picture, interpolation="nearest")
-        ax.imshow(up.numpy(), cmap="jet", alpha=0.5, vmin=float(up.min()), vmax=max(float(up.max()), float(up.min()) + 1e-6))
+        overlay_map(ax, image, heat)
         ax.set_title(name, fontsize=7)
     fig.suptitle(title, fontsize=7)
     fig.tight_layout()

@@ -230,3 +230,9 @@ def test_cli_fidelity_of_a_generated_set(guided, tmp_path, capsys):
     assert printed == json.load(open(tmp_path / "f.json"))
     assert printed["images"] == 2 and printed["entities"] == 5
     assert 0 <= printed["found"] <= printed["colour"] <= 100 and 0 <= printed["peak_on_entity"] <= 100
+    # the sheet: one row per image, the image and one panel per entity (at most 3) in each
+    from PIL import Image
+
+    sheet = str(tmp_path / "sheet.png")
+    assert cli_main(["fidelity", out, "--sheet", sheet, "--sheet-images", "5"]) == 0
+    assert Image.open(sheet).size == (int(1.9 * 4 * 80), int(2.0 * 2 * 80))

@@ -116,15 +116,20 @@ def test_generated_data_config_errors(tmp_path):
 
 
 def test_gat_demo_chain_runs_and_reuses_finished_stages(sd_dir, tmp_path):
-    """The whole chain on the tiny SD (32 px) and a tiny grounder config: trained, generated,
-    fine-tuned twice, evaluated; a rerun reuses every stage."""
+    """The whole chain on the tiny SD (32 px) and a tiny grounder config: trained, generated with
+    and without guidance, fine-tuned three times, evaluated; a rerun reuses every stage."""
     from dapo_fast.diffusion.gat_demo import run_gat_demo
 
     cfg = tiny_config(tmp_path, train=dict(max_steps=3))
     out = str(tmp_path / "demo")
     first = run_gat_demo(cfg, out, model_dir=sd_dir, num_images=4, finetune_steps=2, steps=2, batch_size=4,
-                         log=lambda *_: None)
-    assert first["num_images"] == 4 and len(first["rows"]) == 3
+                         compare_plain=True, log=lambda *_: None)
+    assert first["num_images"] == 4 and len(first["rows"]) == 4
+    guided, plain = GeneratedSet(os.path.join(out, "generated")), GeneratedSet(os.path.join(out, "generated_plain"))
+    assert [r["caption"] for r in guided.records] == [r["caption"] for r in plain.records]
+    assert [r["seed"] for r in guided.records] == [r["seed"] for r in plain.records]
+    assert guided.records[0]["guidance"]["guidance"] and not plain.records[0]["guidance"]["guidance"]
+    assert first["fidelity_plain"]["images"] == 4
     for row in first["rows"].values():
         assert 0 <= row["pointing"] <= 100 and row["entities"] > 0
     assert set(first["fidelity"]) >= {"found", "all_found", "peak_on_entity"}
@@ -135,8 +140,8 @@ def test_gat_demo_chain_runs_and_reuses_finished_stages(sd_dir, tmp_path):
     assert tuned["config"]["train"]["init_from"] == os.path.join(out, "grounder", "last.pt")
     messages = []
     run_gat_demo(cfg, out, model_dir=sd_dir, num_images=4, finetune_steps=2, steps=2, batch_size=4,
-                 log=messages.append)
-    assert sum("reusing" in m for m in messages) == 3 and any("nothing to do" in m for m in messages)
+                 compare_plain=True, log=messages.append)
+    assert sum(m.startswith("resumed from") for m in messages) == 4 and sum("nothing to do" in m for m in messages) == 2
 
 
 def test_fine_tuning_starts_from_the_checkpoint(grounder, tmp_path):

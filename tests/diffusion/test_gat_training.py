@@ -168,6 +168,6 @@ def test_gat_rows_compare_data_sources_and_rerun_reuses_finished_runs(plain_set,
     assert "| real + plain |" in (tmp_path / "run" / "gat_ablation.md").read_text()
     messages = []
     again = run_variants(cfg, variants, seeds=[0], log=messages.append, name="gat_ablation")
-    assert sum("reusing the finished run" in m for m in messages) == 2
+    assert sum(m.startswith("resumed from") for m in messages) == 2
     for name in rows:
         assert again[name]["seeds"][0]["pointing"] == rows[name]["seeds"][0]["pointing"]

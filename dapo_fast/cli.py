@@ -138,7 +138,8 @@ def _gat_demo(args) -> int:
     cfg = _config(args, builtin_demo=True)
     cfg.train.progress = not args.no_progress
     run_gat_demo(cfg, out_dir=args.out, model_dir=args.model, num_images=args.images,
-                 finetune_steps=args.finetune_steps, steps=args.steps, compare_plain=args.compare_plain)
+                 finetune_steps=args.finetune_steps, steps=args.steps, compare_plain=args.compare_plain,
+                 seeds=args.seeds)
     return 0
 
 
@@ -219,6 +220,8 @@ def _add_diffusion_commands(sub) -> None:
     gd.add_argument("--finetune-steps", type=int, default=500, help="fine-tuning steps (GAT and the control)")
     gd.add_argument("--compare-plain", action="store_true", help="also generate the same prompts without the eq. 4 "
                     "guidance and fine-tune on real + those (DAPO Table 4's with/without guidance, 1 seed)")
+    gd.add_argument("--seeds", nargs="+", type=int, default=[0], help="fine-tuning seeds (default 0); the table "
+                    "shows the mean and spread over them")
     gd.add_argument("--no-progress", action="store_true")
     gd.set_defaults(func=_gat_demo)
 

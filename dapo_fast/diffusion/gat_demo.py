@@ -19,7 +19,7 @@ import copy
 import json
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 __all__ = ["run_gat_demo", "generate_demo_set", "finetune_config"]
 
@@ -37,21 +37,24 @@ def generate_demo_set(model_dir: str, out_dir: str, grounder: Optional[str], num
                     shard_size=64, save_maps=False, log=log, prompt_source=f"sampler({two}, {num_images - two}, seed=0)")
 
 
-def finetune_config(base, out_dir: str, grounder: str, steps: int, generated_root: Optional[str]):
-    """``base`` continued from ``grounder`` for ``steps`` steps in ``out_dir``, on real images and,
-    with ``generated_root``, that generated set."""
+def finetune_config(base, out_dir: str, grounder: str, steps: int, generated_root: Optional[str], seed: int = 0):
+    """``base`` continued from ``grounder`` for ``steps`` steps in ``out_dir`` with training seed
+    ``seed``, on real images and, with ``generated_root``, that generated set."""
     c = copy.deepcopy(base)
     c.train.out_dir = out_dir
     c.train.init_from = grounder
     c.train.max_steps = steps
+    c.train.seed = seed
     c.data.generated_root = generated_root
     return c
 
 
 def run_gat_demo(cfg, out_dir: str = "runs/gat_demo", model_dir: Optional[str] = None, num_images: int = 320,
                  finetune_steps: int = 500, steps: int = 50, batch_size: int = 16, compare_plain: bool = False,
-                 log=print) -> Dict:
-    """Run the chain; ``cfg`` is the grounder's training config (the demo's by default in the CLI)."""
+                 seeds: Sequence[int] = (0,), log=print) -> Dict:
+    """Run the chain; ``cfg`` is the grounder's training config (the demo's by default in the CLI).
+    Every fine-tuning runs once per training seed in ``seeds`` (<out>/<run>/seed<s>), from the
+    same grounder and generated images; the table gives the mean and spread over the seeds."""
     from dapo_fast.data.generated import GeneratedSet
     from dapo_fast.diffusion.fidelity import fidelity_of_set
     from dapo_fast.diffusion.models import small_model_dir
@@ -85,19 +88,21 @@ def run_gat_demo(cfg, out_dir: str = "runs/gat_demo", model_dir: Optional[str] =
 
     def finetuned(name, generated):
         root = os.path.join(out_dir, generated) if generated else None
-        return trained(finetune_config(base, os.path.join(out_dir, name), grounder, finetune_steps, root))
+        return [trained(finetune_config(base, os.path.join(out_dir, name, f"seed{seed}"), grounder, finetune_steps,
+                                        root, seed)) for seed in seeds]
 
-    gat = stage("fine-tune (real + generated)", lambda: finetuned("finetuned_gat", "generated"))
-    plain = stage("fine-tune (real + unguided)", lambda: finetuned("finetuned_plain", "generated_plain")) \
-        if compare_plain else None
     control = stage("fine-tune (real only)", lambda: finetuned("finetuned_real", None))
+    gat = stage("fine-tune (real + generated)", lambda: finetuned("finetuned_gat", "generated"))
+    runs = {f"+ {finetune_steps} steps real only": control}  # row name -> checkpoints per seed
+    if compare_plain:
+        runs[f"+ {finetune_steps} steps real + unguided generated"] = stage(
+            "fine-tune (real + unguided)", lambda: finetuned("finetuned_plain", "generated_plain"))
+    runs[f"+ {finetune_steps} steps real + generated (GAT)"] = gat
 
     def evaluate_all():
-        rows = {"grounder (real)": evaluate_checkpoint(grounder, "test"),
-                f"+ {finetune_steps} steps real only": evaluate_checkpoint(control, "test")}
-        if plain:
-            rows[f"+ {finetune_steps} steps real + unguided generated"] = evaluate_checkpoint(plain, "test")
-        rows[f"+ {finetune_steps} steps real + generated (GAT)"] = evaluate_checkpoint(gat, "test")
+        rows = {"grounder (real)": evaluate_checkpoint(grounder, "test")}
+        for name, checkpoints in runs.items():
+            rows[name] = dict(seeds=[evaluate_checkpoint(c, "test") for c in checkpoints], seed_ids=list(seeds))
         return rows
 
     rows = stage("evaluate", evaluate_all)
@@ -110,13 +115,14 @@ def run_gat_demo(cfg, out_dir: str = "runs/gat_demo", model_dir: Optional[str] =
             f"shape), {fid['all_found']:.1f}% of images with every entity, final-step attention peak on the "
             f"entity {fid['peak_on_entity']:.1f}%")
     method = methods.get(cfg.method)
-    for name, res in rows.items():
-        log(f"[gat-demo] {name}: {method.headline(res)}")
+    for name, row in rows.items():
+        for seed, res in zip(row.get("seed_ids", [None]), row.get("seeds", [row])):
+            log(f"[gat-demo] {name}{'' if seed is None else f' (seed {seed})'}: {method.headline(res)}")
     total = time.time() - t0
     log(f"[gat-demo] wall time {total:.0f}s (" + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()) + ")")
     summary = dict(rows=rows, fidelity=fidelity["generated"], seconds=dict(times, total=total),
                    generated=os.path.join(out_dir, "generated"), model=model_dir,
-                   num_images=fidelity["generated"]["images"], finetune_steps=finetune_steps)
+                   num_images=fidelity["generated"]["images"], finetune_steps=finetune_steps, seeds=list(seeds))
     if compare_plain:
         summary["fidelity_plain"] = fidelity["generated_plain"]
     with open(os.path.join(out_dir, "gat_demo.json"), "w") as f:

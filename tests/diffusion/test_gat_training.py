@@ -123,25 +123,29 @@ def test_gat_demo_chain_runs_and_reuses_finished_stages(sd_dir, tmp_path):
     cfg = tiny_config(tmp_path, train=dict(max_steps=3))
     out = str(tmp_path / "demo")
     first = run_gat_demo(cfg, out, model_dir=sd_dir, num_images=4, finetune_steps=2, steps=2, batch_size=4,
-                         compare_plain=True, log=lambda *_: None)
+                         compare_plain=True, seeds=(0, 1), log=lambda *_: None)
     assert first["num_images"] == 4 and len(first["rows"]) == 4
+    assert all(len(row["seeds"]) == 2 for name, row in first["rows"].items() if name != "grounder (real)")
+    assert "(mean ± standard deviation over seeds)" in open(os.path.join(out, "gat_demo.md")).read()
     guided, plain = GeneratedSet(os.path.join(out, "generated")), GeneratedSet(os.path.join(out, "generated_plain"))
     assert [r["caption"] for r in guided.records] == [r["caption"] for r in plain.records]
     assert [r["seed"] for r in guided.records] == [r["seed"] for r in plain.records]
     assert guided.records[0]["guidance"]["guidance"] and not plain.records[0]["guidance"]["guidance"]
     assert first["fidelity_plain"]["images"] == 4
     for row in first["rows"].values():
-        assert 0 <= row["pointing"] <= 100 and row["entities"] > 0
+        for res in row.get("seeds", [row]):
+            assert 0 <= res["pointing"] <= 100 and res["entities"] > 0
     assert set(first["fidelity"]) >= {"found", "all_found", "peak_on_entity"}
     from dapo_fast.train.checkpoint import load_checkpoint
 
-    tuned = load_checkpoint(os.path.join(out, "finetuned_gat", "last.pt"))
+    tuned = load_checkpoint(os.path.join(out, "finetuned_gat", "seed1", "last.pt"))
     assert tuned["step"] == 2 and tuned["config"]["data"]["generated_root"].endswith("generated")
+    assert tuned["config"]["train"]["seed"] == 1
     assert tuned["config"]["train"]["init_from"] == os.path.join(out, "grounder", "last.pt")
     messages = []
     run_gat_demo(cfg, out, model_dir=sd_dir, num_images=4, finetune_steps=2, steps=2, batch_size=4,
-                 compare_plain=True, log=messages.append)
-    assert sum(m.startswith("resumed from") for m in messages) == 4 and sum("nothing to do" in m for m in messages) == 2
+                 compare_plain=True, seeds=(0, 1), log=messages.append)
+    assert sum(m.startswith("resumed from") for m in messages) == 7 and sum("nothing to do" in m for m in messages) == 2
 
 
 def test_fine_tuning_starts_from_the_checkpoint(grounder, tmp_path):

@@ -154,9 +154,9 @@ def test_train_diffusion_resumes_and_saves_a_directory_that_loads_like_sd(tmp_pa
 
 def _stop_after(cfg, unet_step):
     """Run ``cfg`` and stop it (as a crash would) right after the UNet checkpoint at ``unet_step``."""
-    import dapo_fast.diffusion.train_diffusion as td
+    import dapo_fast.train.checkpoint as checkpoint
 
-    real_save = td._save
+    real_save = checkpoint.save_checkpoint
 
     class Stop(Exception):
         pass
@@ -166,12 +166,12 @@ def _stop_after(cfg, unet_step):
         if state.get("stage") == "unet" and state["step"] == unet_step:
             raise Stop
 
-    td._save = save
+    checkpoint.save_checkpoint = save  # train-diffusion writes every checkpoint through it
     try:
         with pytest.raises(Stop):
             train_diffusion(cfg, log=lambda *_: None)
     finally:
-        td._save = real_save
+        checkpoint.save_checkpoint = real_save
 
 
 def test_package_data_carries_every_file_of_a_saved_model(sd_dir, tmp_path):

@@ -1,16 +1,13 @@
-"""DAPO's generation side, end to end.
+"""DAPO's eq. 4 step, end to end: one guided update (decode the latents, grounder heatmaps, UNet
+forward with the cross-attention capture, per-entity maps, L_A, backward to the latents) with the
+fused capture vs the same step with Attend-and-Excite's explicit capture (every layer's
+probabilities stored, averaged afterwards). The backward runs inside each call, so the forward
+column is the whole step.
 
-(a) ``guided_denoising_step``: one eq. 4 update (decode the latents, grounder heatmaps, UNet
-    forward with the cross-attention capture, per-entity maps, L_A, backward to the latents)
-    with the fused capture vs the same step with Attend-and-Excite's explicit capture (every
-    layer's probabilities stored, averaged afterwards). The backward runs inside each call, so
-    the forward column is the whole step.
-(b) ``generate_images``: one batch of 8 prompts through :func:`dapo_fast.diffusion.generate.denoise`
-    (50 DDPM steps, CFG 7.5), plain and with eq. 4 on the first 25 steps; images/s = 8 / time.
-
-Both use the small model shipped with the package (:func:`small_model_dir`) and a grounder with
+It uses the small model shipped with the package (:func:`small_model_dir`) and a grounder with
 the demo's architecture (random weights: the cost does not depend on them); without the shipped
-model, the tiny random SD of :mod:`dapo_fast.diffusion.tiny_sd`.
+model, the tiny random SD of :mod:`dapo_fast.diffusion.tiny_sd`. ``generate_images`` times
+whole generations on the same setup.
 """
 import copy
 
@@ -21,7 +18,8 @@ from dapo_fast.bench.registry import Case, register
 BATCH = 8
 
 
-def _setup():
+def small_sd_setup():
+    """(SD components, grounder heatmaps, BATCH prepared prompts, model name) for the cases."""
     from dapo_fast.diffusion.generate import (GrounderHeatmaps, load_sd_directory, prepare_prompts,
                                               sample_prompts)
     from dapo_fast.diffusion.models import small_model_dir
@@ -54,7 +52,7 @@ def _guided_step_case():
                                          register_explicit)
         from dapo_fast.diffusion.models import encode_text
 
-        sd, grounder, prompts, _ = _setup()
+        sd, grounder, prompts, _ = small_sd_setup()
         explicit_unet = copy.deepcopy(sd.unet)
         fused_store = AttentionMapStore((16,))
         register_fused(sd.unet, fused_store)
@@ -87,28 +85,4 @@ def _guided_step_case():
     ))
 
 
-def _generate_case():
-    def make():
-        sd, grounder, prompts, _ = _setup()
-        return dict(sd=sd, grounder=grounder, prompts=prompts)
-
-    def run(guidance):
-        from dapo_fast.diffusion.generate import GenerationSettings, denoise
-
-        settings = GenerationSettings(guidance=guidance)
-
-        def call(i):
-            return denoise(i["sd"], i["prompts"], settings, i["grounder"] if guidance else None).images
-        return call
-
-    return register(Case(
-        op="generate_images", size=f"small-sd-b{BATCH}-50steps", make_inputs=make,
-        impls={"dapo_fast[plain]": run(False), "dapo_fast[guided eq.4]": run(True)},
-        ours=["dapo_fast[plain]", "dapo_fast[guided eq.4]"], baselines=["dapo_fast[plain]"], quick=False,
-        note=f"{BATCH} images per call (images/s = {BATCH} / seconds), 50 DDPM steps, CFG 7.5; "
-             "guided: eq. 4 on the first 25 steps",
-    ))
-
-
 _guided_step_case()
-_generate_case()

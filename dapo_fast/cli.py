@@ -95,12 +95,15 @@ def _named_directory(text: str):
 # ---- diffusion: generation-aided training (DAPO GAT) -------------------------------------------
 
 def _train_diffusion(args) -> int:
-    from dapo_fast.diffusion.train_diffusion import load_diffusion_config, train_diffusion
+    from dapo_fast.diffusion.train_diffusion import export_checkpoint, load_diffusion_config, train_diffusion
 
     cfg = load_diffusion_config(args.config, args.set)
     if args.out:
         cfg.train.out_dir = args.out
-    train_diffusion(cfg)
+    if args.export_checkpoint:
+        export_checkpoint(cfg)
+    else:
+        train_diffusion(cfg)
     return 0
 
 
@@ -201,6 +204,8 @@ def _add_diffusion_commands(sub) -> None:
     td.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override one config value (repeatable), e.g. --set unet.steps=100")
     td.add_argument("--out", help="run directory (default: train.out_dir); the model goes to <out>/model")
+    td.add_argument("--export-checkpoint", action="store_true", help="train nothing: write the EMA model of the "
+                    "run's latest UNet checkpoint to <out>/model_step<N> (a run still going or stopped)")
     td.set_defaults(func=_train_diffusion)
     fi = sub.add_parser("fidelity", help="how often a generated set's images show each prompted entity (colour + "
                                          "shape on the synthetic palette) and its attention peak falls on it")

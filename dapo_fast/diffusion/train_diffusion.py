@@ -38,7 +38,8 @@ import yaml
 from dapo_fast.diffusion.models import (TextEncoderConfig, UNetConfig, VAEConfig, build_text_encoder, build_unet,
                                         build_vae, save_sd_directory, sd_noise_scheduler, vocabulary_tokenizer)
 
-__all__ = ["DiffusionConfig", "load_diffusion_config", "train_diffusion", "synthetic_images", "caption_words"]
+__all__ = ["DiffusionConfig", "load_diffusion_config", "train_diffusion", "export_checkpoint", "synthetic_images",
+           "caption_words"]
 
 
 @dataclasses.dataclass
@@ -222,6 +223,66 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
                 file=sys.stderr, desc=desc)
 
 
+def _latent_posteriors(vae, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    """(means, stds, scaling factor) of the latent posteriors of every training image; the
+    scaling factor (1/std of the means, registered in the VAE's config) makes them unit-variance."""
+    with torch.no_grad():
+        means, stds = [], []
+        for start in range(0, len(images), 256):
+            dist = vae.encode(_to_unit(images[start:start + 256])).latent_dist
+            means.append(dist.mean)
+            stds.append(dist.std)
+        means, stds = torch.cat(means), torch.cat(stds)
+    scaling = float(1.0 / means.std())
+    vae.register_to_config(scaling_factor=scaling)
+    return means, stds, scaling
+
+
+def _write_model(model_dir: str, ema_unet, vae, ema_text, tokenizer, scheduler, info: Dict) -> None:
+    """The EMA weights as a StableDiffusionPipeline directory, with how they were trained
+    (``dapo_fast_training.json``)."""
+    save_sd_directory(model_dir, ema_unet.eval(), vae, ema_text.eval(), tokenizer, scheduler)
+    with open(os.path.join(model_dir, "dapo_fast_training.json"), "w") as f:
+        json.dump(info, f, indent=1)
+
+
+def export_checkpoint(cfg: DiffusionConfig, log=print) -> str:
+    """Write the EMA model of the latest UNet checkpoint in ``train.out_dir`` (a run still going or
+    stopped) to ``<out_dir>/model_step<N>``, labelled with its step; returns the directory. The
+    same model comes out of a run of this config with ``unet.steps=N`` (the learning rate is
+    constant after the warm-up, and every step's batch and noise depend on the step alone)."""
+    from dapo_fast.train.config import dataclass_from_dict
+
+    tc = cfg.train
+    ckpt_path = os.path.join(tc.out_dir, "checkpoint.pt")
+    state = _load(ckpt_path)
+    if state is None or state["stage"] not in ("unet", "done"):
+        raise ValueError(f"{ckpt_path} holds no UNet checkpoint yet (stage: {state and state['stage']})")
+    config_dict = json.loads(state["config"])
+    cached = _load(os.path.join(tc.out_dir, "data.pt"))
+    if cached is None or cached["spec"] != json.dumps(config_dict["data"]):
+        raise ValueError(f"{tc.out_dir}/data.pt is missing or was made for other data settings")
+    saved = dataclass_from_dict(DiffusionConfig, config_dict)  # the checkpoint's own architecture
+    dc = saved.data
+    tokenizer = vocabulary_tokenizer(caption_words(), os.path.join(tc.out_dir, "tokenizer"))
+    vae = build_vae(saved.vae, dc.image_size)
+    unet = build_unet(saved.unet, dc.image_size // 2 ** (len(saved.vae.block_out_channels) - 1),
+                      saved.vae.latent_channels)
+    text_encoder = build_text_encoder(saved.text_encoder, tokenizer)
+    vae.load_state_dict(state["vae"])
+    unet.load_state_dict(state["ema_unet"])
+    text_encoder.load_state_dict(state["ema_text_encoder"])
+    vae.eval().requires_grad_(False)
+    _, _, scaling = _latent_posteriors(vae, cached["images"])
+    step = int(state["step"])
+    model_dir = os.path.join(tc.out_dir, f"model_step{step}")
+    _write_model(model_dir, unet, vae, text_encoder, tokenizer, sd_noise_scheduler(),
+                 dict(config=config_dict, unet_step=step, unet_steps_planned=config_dict["unet"]["steps"],
+                      seconds=state["seconds"], latent_scaling_factor=scaling))
+    log(f"saved {model_dir} (EMA weights at UNet step {step} of {config_dict['unet']['steps']})")
+    return model_dir
+
+
 def train_diffusion(cfg: DiffusionConfig, log=print) -> Dict:
     """Train (or continue) both stages; returns {"model_dir", "seconds", "vae_seconds", "unet_seconds"}."""
     from dapo_fast.ops import momentum_update_
@@ -303,16 +364,7 @@ def train_diffusion(cfg: DiffusionConfig, log=print) -> Dict:
         stage, step = "unet", 0
     vae.eval().requires_grad_(False)
 
-    # the latent posteriors of every training image, once; the scaling factor makes them unit-variance
-    with torch.no_grad():
-        means, stds = [], []
-        for start in range(0, len(images), 256):
-            dist = vae.encode(_to_unit(images[start:start + 256])).latent_dist
-            means.append(dist.mean)
-            stds.append(dist.std)
-        means, stds = torch.cat(means), torch.cat(stds)
-    scaling = float(1.0 / means.std())
-    vae.register_to_config(scaling_factor=scaling)
+    means, stds, scaling = _latent_posteriors(vae, images)
 
     # ---- stage 2: UNet + text encoder
     uc = cfg.unet
@@ -373,13 +425,12 @@ def train_diffusion(cfg: DiffusionConfig, log=print) -> Dict:
     seconds["unet"] = time.time() - t0
 
     model_dir = os.path.join(tc.out_dir, "model")
-    save_sd_directory(model_dir, ema_unet.eval(), vae, ema_text.eval(), tokenizer, scheduler)
+    _write_model(model_dir, ema_unet, vae, ema_text, tokenizer, scheduler,
+                 dict(config=config_dict, unet_step=step, seconds=seconds, threads=torch.get_num_threads(),
+                      latent_scaling_factor=scaling))
     _save(ckpt_path, dict(stage="done", step=step, vae=vae.state_dict(), unet=unet.state_dict(),
                           text_encoder=text_encoder.state_dict(), ema_unet=ema_unet.state_dict(),
                           ema_text_encoder=ema_text.state_dict(), seconds=seconds, config=json.dumps(config_dict)))
-    with open(os.path.join(model_dir, "dapo_fast_training.json"), "w") as f:
-        json.dump(dict(config=config_dict, seconds=seconds, threads=torch.get_num_threads(),
-                       latent_scaling_factor=scaling), f, indent=1)
     total = time.time() - t_start
     log(f"saved {model_dir} (autoencoder {seconds['vae'] / 60:.1f} min, UNet + text encoder "
         f"{seconds['unet'] / 60:.1f} min, this call {total / 60:.1f} min)")

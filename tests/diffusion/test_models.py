@@ -14,8 +14,8 @@ from dapo_fast.diffusion.fidelity import (check_entities, colour_masks, connecte
                                           fidelity_of_images, palette, shape_templates)
 from dapo_fast.diffusion.models import vocabulary_tokenizer  # noqa: E402
 from dapo_fast.diffusion.token_maps import clip_tokenizer, entity_attention_maps, token_attention_maps  # noqa: E402
-from dapo_fast.diffusion.train_diffusion import (caption_words, load_diffusion_config,  # noqa: E402
-                                                 synthetic_images, train_diffusion)
+from dapo_fast.diffusion.train_diffusion import (caption_words, export_checkpoint,  # noqa: E402
+                                                 load_diffusion_config, synthetic_images, train_diffusion)
 
 
 def test_vocabulary_tokenizer_tokenises_its_words_as_clip(tmp_path):
@@ -128,6 +128,20 @@ def test_train_diffusion_resumes_and_saves_a_directory_that_loads_like_sd(tmp_pa
     first = load_diffusion_config(None, TINY + [f"train.out_dir={cut}", "vae.steps=3", "unet.steps=4",
                                                 "train.ckpt_every=2"])
     _stop_after(first, 2)
+    # the stopped run's checkpoint exported as a model, labelled with its step: the model a run
+    # of 2 UNet steps saves
+    exported = export_checkpoint(first, log=lambda *_: None)
+    assert exported.endswith("model_step2")
+    with open(os.path.join(exported, "dapo_fast_training.json")) as f:
+        assert json.load(f)["unet_step"] == 2
+    two = load_diffusion_config(None, TINY + [f"train.out_dir={tmp_path / 'two'}", "vae.steps=3", "unet.steps=2"])
+    short = load_sd_directory(train_diffusion(two, log=lambda *_: None)["model_dir"])
+    partial = load_sd_directory(exported)
+    for part in ("unet", "text_encoder", "vae"):
+        expected = getattr(short, part).state_dict()
+        for key, value in getattr(partial, part).state_dict().items():
+            torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
+    assert partial.vae.config.scaling_factor == short.vae.config.scaling_factor
     # a run stopped between checkpoints has logged steps past its checkpoint: the resumed run
     # drops them and logs them again, so the log reads as one uninterrupted run
     with open(os.path.join(cut, "train_log.jsonl"), "a") as f:

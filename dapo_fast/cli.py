@@ -224,7 +224,7 @@ def _add_diffusion_commands(sub) -> None:
     gd.add_argument("--steps", type=int, default=50, help="denoising steps")
     gd.add_argument("--finetune-steps", type=int, default=500, help="fine-tuning steps (GAT and the control)")
     gd.add_argument("--compare-plain", action="store_true", help="also generate the same prompts without the eq. 4 "
-                    "guidance and fine-tune on real + those (DAPO Table 4's with/without guidance, 1 seed)")
+                    "guidance and fine-tune on real + those (DAPO Table 4's with/without guidance)")
     gd.add_argument("--seeds", nargs="+", type=int, default=[0], help="fine-tuning seeds (default 0); the table "
                     "shows the mean and spread over them")
     gd.add_argument("--no-progress", action="store_true")

@@ -18,8 +18,8 @@ PACKAGE = Path(dapo_fast.__file__).parent
 REPO = PACKAGE.parent
 OP_MODULES = sorted(p.stem for p in (PACKAGE / "ops").glob("*.py") if not p.stem.startswith("_"))
 # benchmark cases that time a use of the ops rather than one op
-END_TO_END_CASES = {"unet_step_attention_capture", "mpl_train_step", "reir_train_step",
-                    "querymatch_train_step", "pcnet_train_step"}
+END_TO_END_CASES = {"unet_step_attention_capture", "guided_denoising_step", "generate_images", "mpl_train_step",
+                    "reir_train_step", "querymatch_train_step", "pcnet_train_step"}
 
 
 def stems(folder: Path, prefix: str = "") -> set:

@@ -11,15 +11,14 @@ layers keep their own processors and are never stored.
 (explicit probabilities, every layer stored, averaged afterwards): the baseline the fused
 capture is tested and benchmarked against.
 """
-import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+import functools
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dapo_fast.ops.cross_attention_probs_mean import cross_attention_probs_mean
-from dapo_fast.ops._reference.cross_attention_probs_mean import cross_attention_probs_mean as _explicit_probs_mean
+from dapo_fast.ops import cross_attention_probs_mean
 
 __all__ = ["AttentionMapStore", "AttentionMapProcessor", "register", "unregister",
            "ExplicitAttentionStore", "ExplicitAttentionProcessor", "register_explicit"]
@@ -139,16 +138,37 @@ def _key_bias(attention_mask: Optional[Tensor], batch: int, keys: int) -> Tuple[
     return None, True
 
 
-def _attention(query: Tensor, key: Tensor, value: Tensor, mask: Optional[Tensor]) -> Tensor:
-    """SDPA, or xformers' memory-efficient attention on CUDA when it imports and runs."""
-    if query.is_cuda and mask is None:
-        try:
-            import xformers.ops as xops
+@functools.lru_cache(maxsize=1)
+def xformers_ops():
+    """``xformers.ops``, or None when xformers is not installed or its compiled part does not
+    load (an ImportError or, for a shared library built against another torch/CUDA, an OSError)."""
+    try:
+        import xformers.ops as xops
+    except (ImportError, OSError):
+        return None
+    return xops
 
-            out = xops.memory_efficient_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))
-            return out.transpose(1, 2)
-        except Exception:  # not installed, or its C++/CUDA part does not load here
-            pass
+
+def xformers_attention(query: Tensor, key: Tensor, value: Tensor) -> Optional[Tensor]:
+    """xformers' memory-efficient attention of [B, heads, N, d] tensors, or None when xformers is
+    unavailable or has no kernel for these inputs (it raises NotImplementedError for a dtype, head
+    size or device that none of its kernels supports). Any other error propagates."""
+    xops = xformers_ops()
+    if xops is None:
+        return None
+    try:
+        out = xops.memory_efficient_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2))
+    except NotImplementedError:
+        return None
+    return out.transpose(1, 2)
+
+
+def _attention(query: Tensor, key: Tensor, value: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """xformers' memory-efficient attention on CUDA when it is usable, otherwise SDPA."""
+    if query.is_cuda and mask is None:
+        out = xformers_attention(query, key, value)
+        if out is not None:
+            return out
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
 
 

@@ -7,15 +7,15 @@ iterative-refinement thresholds are the defaults (:class:`AttendExciteSchedule`)
 """
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from dapo_fast.diffusion.attention_maps import AttentionMapStore, register, unregister
-from dapo_fast.diffusion.token_maps import token_attention_maps
-from dapo_fast.ops.attention_guidance_loss import attention_guidance_loss
+from dapo_fast.diffusion.token_maps import entity_attention_maps
+from dapo_fast.ops import attention_guidance_loss
 
 __all__ = ["AttendExciteSchedule", "GuidedStep", "attention_guided_step", "decode_latents"]
 
@@ -59,28 +59,31 @@ def decode_latents(vae, latents: Tensor) -> Tensor:
     return vae.decode(latents / scaling).sample
 
 
-def _loss_and_grad(unet, latents, t, prompt_embeds, grounder, vae, entity_spans, store, resolution, last_index,
-                   entity_valid, token_map_kwargs):
+def _loss_and_grad(unet, latents, t, prompt_embeds, grounder, vae, sample_spans, store, resolution, last_indices,
+                   token_map_kwargs):
     z = latents.detach().requires_grad_(True)
     with torch.no_grad():
         heatmaps = grounder(decode_latents(vae, z.detach()))
     with torch.enable_grad():
         store.reset()
         unet(z, t, encoder_hidden_states=prompt_embeds)
-        maps = token_attention_maps(store.maps(resolution), entity_spans, last_index, **token_map_kwargs)
+        maps, valid = entity_attention_maps(store.maps(resolution), sample_spans, last_indices, **token_map_kwargs)
+        if heatmaps.dim() != 4 or heatmaps.shape[:2] != maps.shape[:2]:
+            raise ValueError(f"the grounder must return heatmaps [B, E, h, w] = [{maps.shape[0]}, {maps.shape[1]}, "
+                             f"h, w] (E = most entities of a prompt), got {tuple(heatmaps.shape)}")
         if heatmaps.shape[-2:] != maps.shape[-2:]:
             heatmaps = F.interpolate(heatmaps.float(), size=maps.shape[-2:], mode="bilinear", align_corners=False)
-        loss = attention_guidance_loss(heatmaps.to(maps.dtype), maps, entity_valid)
+        loss = attention_guidance_loss(heatmaps.to(maps.dtype), maps, valid)
         (grad,) = torch.autograd.grad(loss.sum(), z)
     return loss.detach(), grad
 
 
 def attention_guided_step(unet, latents: Tensor, t, prompt_embeds: Tensor, grounder: Callable[[Tensor], Tensor],
-                          vae, entity_spans: Sequence[Sequence[int]], step_size: Optional[float] = None, *,
+                          vae, entity_spans: Sequence[Sequence[Sequence[int]]], step_size: Optional[float] = None, *,
                           step_index: int = 0, schedule: Optional[AttendExciteSchedule] = None,
                           refine: bool = False, refine_threshold: Optional[float] = None,
                           max_refinement_steps: Optional[int] = None, store: Optional[AttentionMapStore] = None,
-                          resolution: int = 16, last_index: int = -1, entity_valid: Optional[Tensor] = None,
+                          resolution: int = 16, last_index: Union[int, Sequence[int]] = -1,
                           token_map_kwargs: Optional[dict] = None) -> GuidedStep:
     """One DAPO eq. 4 update of ``latents`` [B, C, h, w] at timestep ``t``.
 
@@ -90,9 +93,10 @@ def attention_guided_step(unet, latents: Tensor, t, prompt_embeds: Tensor, groun
             registered on ``unet`` (:func:`dapo_fast.diffusion.register`).
         prompt_embeds: [B, T, D] conditional text embeddings (no classifier-free-guidance half).
         grounder: images [B, 3, H, W] in [-1, 1] -> heatmaps [B, E, h, w] (entities in the
-            order of ``entity_spans``); called without gradient.
+            order of ``entity_spans``, E = the most entities of a prompt); called without gradient.
         vae: the AutoencoderKL decoding the latents for the grounder.
-        entity_spans: E token spans (:func:`entity_token_spans`).
+        entity_spans: per sample, its entities' token spans (:func:`entity_token_spans`); a
+            prompt with fewer entities than E leaves the rest out of its pairs.
         step_size: alpha_t; None takes ``schedule.step_size(step_index)`` (Attend-and-Excite's
             20 * sqrt(linspace(1, 0.5, 50)[i]) by default).
         step_index: denoising step index i (for the schedule's defaults).
@@ -103,10 +107,11 @@ def attention_guided_step(unet, latents: Tensor, t, prompt_embeds: Tensor, groun
             (A&E's {0: 0.05, 10: 0.5, 20: 0.8}; no refinement at other steps); an explicit
             ``refine_threshold`` always refines. Note A&E's thresholds were set for its own loss
             (1 - max attention); L_A has another scale, so pass a threshold tuned for it.
+        last_index: the EOT position of each prompt (one int for all, or one per sample).
         token_map_kwargs: extra arguments of :func:`token_attention_maps` (scale, smooth, ...).
 
     Returns:
-        GuidedStep(latents, loss, iterations).
+        GuidedStep(latents, loss, iterations, step_size).
     """
     token_map_kwargs = dict(token_map_kwargs or {})
     schedule = schedule or AttendExciteSchedule()
@@ -123,8 +128,7 @@ def attention_guided_step(unet, latents: Tensor, t, prompt_embeds: Tensor, groun
     saved_cfg = store.classifier_free_guidance
     store.classifier_free_guidance = False
     try:
-        args = (t, prompt_embeds, grounder, vae, entity_spans, store, resolution, last_index, entity_valid,
-                token_map_kwargs)
+        args = (t, prompt_embeds, grounder, vae, entity_spans, store, resolution, last_index, token_map_kwargs)
         loss, grad = _loss_and_grad(unet, latents, *args)
         latents = latents.detach() - step_size * grad
         iterations = 1

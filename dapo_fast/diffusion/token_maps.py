@@ -11,13 +11,14 @@ import json
 import math
 import os
 import tempfile
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["token_attention_maps", "gaussian_kernel", "entity_token_spans", "eot_index", "clip_tokenizer"]
+__all__ = ["token_attention_maps", "entity_attention_maps", "gaussian_kernel", "entity_token_spans", "eot_index",
+           "clip_tokenizer"]
 
 
 def gaussian_kernel(kernel_size: int = 3, sigma: float = 0.5, exact_sigma: bool = False,
@@ -94,6 +95,35 @@ def token_attention_maps(agg: Tensor, token_spans: Sequence[Sequence[int]], last
     kernel = gaussian_kernel(kernel_size, sigma, exact_sigma, dtype=maps.dtype, device=maps.device)
     flat = F.pad(maps.reshape(-1, 1, height, width), (pad, pad, pad, pad), mode="reflect")
     return F.conv2d(flat, kernel[None, None]).reshape(batch, len(spans), height, width)
+
+
+def entity_attention_maps(agg: Tensor, sample_spans: Sequence[Sequence[Sequence[int]]],
+                          last_indices: Union[int, Sequence[int]] = -1, **kwargs) -> Tuple[Tensor, Tensor]:
+    """Per-sample :func:`token_attention_maps` for a batch of different prompts.
+
+    Args:
+        agg: [B, HW, T] aggregated maps.
+        sample_spans: B lists of entity spans (sample b has E_b entities).
+        last_indices: the EOT position of each prompt (B ints), or one int for all.
+        kwargs: the other arguments of :func:`token_attention_maps`.
+
+    Returns:
+        (maps [B, E, h, w] with E = max E_b, zero-padded; valid bool [B, E]).
+    """
+    batch = agg.shape[0]
+    if len(sample_spans) != batch:
+        raise ValueError(f"sample_spans must hold one list of spans per sample ({batch}), got {len(sample_spans)}")
+    lasts = [int(last_indices)] * batch if isinstance(last_indices, int) else [int(v) for v in last_indices]
+    if len(lasts) != batch:
+        raise ValueError(f"last_indices must hold one index per sample ({batch}), got {len(lasts)}")
+    entities = max((len(spans) for spans in sample_spans), default=0)
+    if batch == 0:
+        return token_attention_maps(agg, [], **kwargs), torch.zeros((0, 0), dtype=torch.bool, device=agg.device)
+    per_sample = [token_attention_maps(agg[b:b + 1], sample_spans[b], lasts[b], **kwargs)[0] for b in range(batch)]
+    maps = torch.stack([F.pad(m, (0, 0, 0, 0, 0, entities - m.shape[0])) for m in per_sample])
+    valid = torch.tensor([[e < len(spans) for e in range(entities)] for spans in sample_spans], dtype=torch.bool,
+                         device=agg.device).reshape(batch, entities)
+    return maps, valid
 
 
 # ---- tokenizer side ----------------------------------------------------------------------------

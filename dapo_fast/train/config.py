@@ -43,6 +43,8 @@ class DataConfig:
     dataset: str = "refcoco"  # refcoco: refcoco | refcoco+ | refcocog
     split_by: str = "unc"  # refcoco: refs(<split_by>).p
     image_dir: str = "images"  # real datasets: image folder inside root
+    generated_root: Optional[str] = None  # a `dapo-fast generate` output mixed into training (DAPO GAT)
+    generated_fraction: Optional[float] = None  # share of generated samples per batch; None: as the pool holds them
 
 
 @dataclasses.dataclass
@@ -83,6 +85,7 @@ class TrainConfig:
     stop_after: int = 0  # >0: stop (as if interrupted) after this many steps; for testing --resume
     progress: bool = True
     threads: int = 0  # torch.set_num_threads when > 0
+    init_from: Optional[str] = None  # start from this checkpoint's weights and tokenizer (fine-tuning)
 
 
 SHARED_SECTIONS = ("data", "model", "optim", "curriculum", "train")
@@ -152,7 +155,9 @@ def _check_value(key: str, value: Any, tp) -> Any:
     raise ConfigError(f"config key '{key}': unsupported type {_type_name(tp)}")
 
 
-def _from_dict(cls, data: Dict, prefix: str, skip=()):
+def dataclass_from_dict(cls, data: Dict, prefix: str = "", skip=()):
+    """An instance of the (nested) dataclass ``cls`` from a YAML mapping, every key and value type
+    checked; errors name the dotted key under ``prefix``. Any config of the package loads this way."""
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{prefix or '<root>'}' must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -164,7 +169,7 @@ def _from_dict(cls, data: Dict, prefix: str, skip=()):
             raise ConfigError(f"unknown config key '{dotted}' (known keys here: {', '.join(sorted(fields))})")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _from_dict(tp, value, dotted)
+            kwargs[key] = dataclass_from_dict(tp, value, dotted)
         else:
             v = _check_value(dotted, value, tp)
             choices = fields[key].metadata.get("choices") or CHOICES.get(dotted)
@@ -206,9 +211,9 @@ def config_from_dict(data: Optional[Dict]) -> Config:
     if "loss" in data:
         raise ConfigError(f"unknown config key 'loss': the loss options of method '{name}' "
                           f"are in the section '{name}:'")
-    cfg = _from_dict(Config, data, "", skip=("method", "options"))
+    cfg = dataclass_from_dict(Config, data, "", skip=("method", "options"))
     cfg.method = name
-    cfg.options = _from_dict(method.Options, options, name)
+    cfg.options = dataclass_from_dict(method.Options, options, name)
     validate(cfg)
     method.validate_config(cfg)
     return cfg
@@ -242,6 +247,11 @@ def validate(cfg: Config) -> None:
     for i, rng in enumerate(c.subsets):
         if len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0:
             raise ConfigError(f"config key 'curriculum.subsets[{i}]' must be [lo, hi] with 0 <= lo <= hi, got {rng}")
+    fraction = cfg.data.generated_fraction
+    if fraction is not None and not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"config key 'data.generated_fraction' must be in [0, 1] (or null), got {fraction}")
+    if fraction is not None and not cfg.data.generated_root:
+        raise ConfigError("config key 'data.generated_fraction' needs 'data.generated_root' (the generated images)")
     if cfg.data.image_size % 4:
         raise ConfigError(f"config key 'data.image_size' must be a multiple of 4, got {cfg.data.image_size}")
 

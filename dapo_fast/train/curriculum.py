@@ -9,6 +9,12 @@
 * Self-paced weights v = clip(SREG - gamma*L, 0, 1) (losses.grounding.self_paced_weights) with gamma
   moving linearly from ``gamma_start`` to ``gamma_end`` (DAPO's implementation decays 0.5 -> 0.1).
 
+Generated images (DAPO's GAT, ``data.generated_root``) are samples like any other: their ScoreQ is
+their number of prompted entities, so they join the early subsets. With ``generated_fraction`` set,
+every batch takes that share from the pool's generated samples and the rest from its real ones
+(two streams, each with its own epochs); without it, the pool is drawn as one, so the share follows
+the pool's composition (DAPO's way: generated images fill the few-object subsets).
+
 The batch order is a pure function of (seed, stage, epoch, position), so the state to resume is a
 handful of integers plus the SREG table.
 """
@@ -89,7 +95,8 @@ class Curriculum:
     """Which samples the next batch comes from, and the self-paced SREG/gamma for it."""
 
     def __init__(self, cfg: CurriculumConfig, num_objects: torch.Tensor, entity_valid: torch.Tensor,
-                 batch_size: int, max_steps: int, seed: int):
+                 batch_size: int, max_steps: int, seed: int, generated: Optional[torch.Tensor] = None,
+                 generated_fraction: Optional[float] = None):
         self.cfg = cfg
         self.batch_size = batch_size
         self.max_steps = max_steps
@@ -98,8 +105,9 @@ class Curriculum:
         self.ids = subset_ids(num_objects, cfg.subsets)
         self.num_stages = len(cfg.subsets) if cfg.score_q else 1
         self.stage = 1 if cfg.score_q else self.num_stages
-        self.epoch = 0
-        self.pos = 0
+        self.generated = generated  # [N] bool or None
+        self.generated_fraction = generated_fraction if generated is not None else None
+        self.streams = self._fresh_streams()  # stream -> [epoch, position]
         self.steps_in_stage = 0
         self.sreg: Optional[torch.Tensor] = None
         self.scores_from_step = 0
@@ -127,18 +135,38 @@ class Curriculum:
         """The global batch (sample indices) for the next step; advances the state."""
         if self.cfg.score_q and self.stage < self.num_stages and self.steps_in_stage >= self.stage_steps():
             self.stage += 1
-            self.epoch, self.pos, self.steps_in_stage = 0, 0, 0
+            self.streams, self.steps_in_stage = self._fresh_streams(), 0
         pool = self._pool_size_ok()
-        per_epoch = len(pool) // self.batch_size
-        if self.pos >= per_epoch:
-            self.epoch += 1
-            self.pos = 0
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stage * 10_007 + self.epoch)
-        perm = pool[torch.randperm(len(pool), generator=g)]
-        idx = perm[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]
-        self.pos += 1
+        if self.generated_fraction is None:
+            idx = self._draw("all", pool, self.batch_size)
+        else:
+            is_generated = self.generated[pool]
+            fake, real = pool[is_generated], pool[~is_generated]
+            count = min(round(self.generated_fraction * self.batch_size), len(fake))
+            if len(real) < self.batch_size - count:
+                raise ValueError(f"the pool has {len(real)} real samples, fewer than the {self.batch_size - count} "
+                                 f"a batch takes at data.generated_fraction={self.generated_fraction}")
+            idx = torch.cat([self._draw("real", real, self.batch_size - count), self._draw("generated", fake, count)])
         self.steps_in_stage += 1
         return idx
+
+    @staticmethod
+    def _fresh_streams() -> Dict[str, List[int]]:
+        return {"all": [0, 0], "real": [0, 0], "generated": [0, 0]}
+
+    def _draw(self, stream: str, members: torch.Tensor, count: int) -> torch.Tensor:
+        """The next ``count`` of ``members`` in the stream's epoch order (a new permutation each
+        epoch; an epoch's remainder smaller than ``count`` is skipped)."""
+        if count == 0:
+            return members[:0]
+        epoch, pos = self.streams[stream]
+        if pos + count > len(members):
+            epoch, pos = epoch + 1, 0
+        offset = {"all": 0, "real": 1, "generated": 2}[stream] * 7_919_003
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.stage * 10_007 + epoch + offset)
+        perm = members[torch.randperm(len(members), generator=g)]
+        self.streams[stream] = [epoch, pos + count]
+        return perm[pos:pos + count]
 
     # ---------------- semantic scores and self-paced weights
     def needs_scores(self, step: int) -> bool:
@@ -171,11 +199,11 @@ class Curriculum:
 
     # ---------------- checkpointing
     def state_dict(self) -> Dict:
-        return dict(stage=self.stage, epoch=self.epoch, pos=self.pos, steps_in_stage=self.steps_in_stage,
-                    sreg=self.sreg, scores_from_step=self.scores_from_step)
+        return dict(stage=self.stage, streams={k: list(v) for k, v in self.streams.items()},
+                    steps_in_stage=self.steps_in_stage, sreg=self.sreg, scores_from_step=self.scores_from_step)
 
     def load_state_dict(self, state: Dict) -> None:
-        for k in ("stage", "epoch", "pos", "steps_in_stage", "sreg", "scores_from_step"):
+        for k in ("stage", "streams", "steps_in_stage", "sreg", "scores_from_step"):
             setattr(self, k, state[k])
 
     def describe(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -94,19 +95,36 @@ def run_ablation(cfg: Config, variants: Optional[List[str]] = None, seeds: Seque
     if unknown:
         raise ConfigError(f"unknown ablation variant(s) {unknown} for method '{cfg.method}' "
                          f"(variants: {list(method.ABLATION)})")
+    chosen = {name: overrides for name, overrides in method.ABLATION.items() if not variants or name in variants}
+    return run_variants(cfg, chosen, seeds, log=log, overwrite=overwrite)
+
+
+def generated_data_variants(generated: Dict[str, str]) -> Dict[str, List[str]]:
+    """DAPO's Table 4 GAT row: real images only, and real + each named generated set
+    (``dapo-fast generate`` outputs), everything else equal."""
+    rows = {"real only": []}
+    for name, root in generated.items():
+        rows[f"real + {name}"] = [f"data.generated_root={root}"]
+    return rows
+
+
+def run_variants(cfg: Config, variants: Dict[str, List[str]], seeds: Sequence[int] = (0,), log=print,
+                 overwrite: bool = False, name: str = "ablation") -> Dict[str, Dict]:
+    """Train and evaluate ``cfg`` with each variant's overrides ("section.key=value") at the same
+    budget, once per training seed (each run continues the one in its directory); writes
+    <out>/<name>.json and <name>.md (mean and spread over the seeds)."""
+    method = methods.get(cfg.method)
     base_out = cfg.train.out_dir
     rows = {}
-    for name, overrides in method.ABLATION.items():
-        if variants and name not in variants:
-            continue
-        rows[name] = dict(seeds=[], seed_ids=list(seeds))
+    for variant, overrides in variants.items():
+        rows[variant] = dict(seeds=[], seed_ids=list(seeds), overrides=list(overrides))
         for seed in seeds:
-            run_dir = os.path.join(base_out, name.replace("+", "_"), f"seed{seed}")
+            run_dir = os.path.join(base_out, _directory_name(variant), f"seed{seed}")
             out = train_or_continue(variant_config(cfg, overrides, seed, run_dir), overwrite, log)
             res = evaluate_checkpoint(out["checkpoint"], "test")
             res["train_seconds"] = out["seconds"]
-            rows[name]["seeds"].append(res)
-            log(f"[ablation] {name} seed {seed}: {method.headline(res)} ({out['seconds']:.0f}s)")
+            rows[variant]["seeds"].append(res)
+            log(f"[{name}] {variant} seed {seed}: {method.headline(res)} ({out['seconds']:.0f}s)")
     table = results_table(rows, cfg.method)
     # the first variant (wwbl: no curriculum) is what the others are compared with
     differences = format_differences(rows, method.COLUMNS, next(iter(rows))) if len(rows) > 1 else ""
@@ -114,8 +132,14 @@ def run_ablation(cfg: Config, variants: Optional[List[str]] = None, seeds: Seque
         table += "\n\n" + differences
     log(table)
     os.makedirs(base_out, exist_ok=True)
-    with open(os.path.join(base_out, "ablation.json"), "w") as f:
+    with open(os.path.join(base_out, f"{name}.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    with open(os.path.join(base_out, "ablation.md"), "w") as f:
+    with open(os.path.join(base_out, f"{name}.md"), "w") as f:
         f.write(table + "\n")
     return rows
+
+
+def _directory_name(variant: str) -> str:
+    """A variant's run directory: its name with every run of other characters than letters,
+    digits, '.' and '-' replaced by one '_' ("ScoreQ+ScoreS" -> "ScoreQ_ScoreS")."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", variant).strip("_")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dapo_fast.data import build_splits
+from dapo_fast.data import build_splits, object_counts, phrase_lists
 from dapo_fast.data.sample import WordTokenizer
 from dapo_fast.safe_io import FileFormatError, atomic_write, remove_stale_temp_files
 from dapo_fast.train import distributed as D
@@ -83,17 +83,11 @@ def check_tokenizer_state(state: Dict, cfg: Config, path: str) -> None:
 
 def entity_table(dataset, max_entities: int) -> torch.Tensor:
     """[N, E] bool: which entity slots of every training sample are real."""
-    phrases = dataset.phrases if hasattr(dataset, "phrases") else [s["phrases"] for s in dataset]
+    phrases = phrase_lists(dataset)
     out = torch.zeros(len(phrases), max_entities, dtype=torch.bool)
     for i, ps in enumerate(phrases):
         out[i, : min(len(ps), max_entities)] = True
     return out
-
-
-def object_counts(dataset) -> torch.Tensor:
-    if hasattr(dataset, "num_objects") and isinstance(dataset.num_objects, torch.Tensor):
-        return dataset.num_objects.clone()
-    return torch.tensor([s["num_objects"] for s in dataset], dtype=torch.long)
 
 
 def metrics_up_to(path: str, step: int) -> List[bytes]:
@@ -218,14 +212,19 @@ class Trainer:
         state = self._load_resume_state(resume)
         self._claim_out_dir(resume, overwrite)
         self.train_set = self._load_train_set()
-        self.tokenizer = make_tokenizer(cfg, self.train_set, state["tokenizer"] if state else None)
+        init = self._load_init_state() if state is None else None
+        saved = state or init
+        self.tokenizer = make_tokenizer(cfg, self.train_set, saved["tokenizer"] if saved else None)
         self.method = methods.get(cfg.method)(cfg, self.train_set, self.tokenizer, self.dist)
         self.model = self.method.model
+        if init is not None:
+            self._initialise(init)
         self.opt, self.sched = build_optimizer(cfg, self.model)
         tc = cfg.train
         self.curriculum = Curriculum(cfg.curriculum, object_counts(self.train_set),
                                      entity_table(self.train_set, cfg.data.max_entities), tc.batch_size,
-                                     tc.max_steps, tc.seed)
+                                     tc.max_steps, tc.seed, getattr(self.train_set, "generated_mask", None),
+                                     cfg.data.generated_fraction)
         self.step = self._restore(state, resume) if state else 0
         self.resumed = state is not None
         self.net = (torch.nn.parallel.DistributedDataParallel(self.model, **self.method.ddp_options()) if self.dist.enabled
@@ -261,6 +260,29 @@ class Trainer:
         _check_resume_config(state["config"], self.cfg, resume)
         check_tokenizer_state(state, self.cfg, resume)
         return state
+
+    def _load_init_state(self) -> Optional[Dict]:
+        """``train.init_from``: the checkpoint whose weights and tokenizer a fine-tuning run starts from."""
+        path = self.cfg.train.init_from
+        if not path:
+            return None
+        state = load_checkpoint(path)
+        saved = state["config"]
+        if saved.get("method") != self.cfg.method or saved.get("model") != config_to_dict(self.cfg)["model"]:
+            raise CheckpointError(f"train.init_from={path} was trained with another method or model config")
+        check_tokenizer_state(state, self.cfg, path)
+        return state
+
+    def _initialise(self, state: Dict) -> None:
+        """Fine-tuning: the model (and the method's state) of another run; the optimiser, the
+        curriculum and the step count start afresh."""
+        path = self.cfg.train.init_from
+        try:
+            self.model.load_state_dict(state["model"])
+            self.method.load_state_dict(state["method"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"train.init_from={path} does not fit this model: {err}") from None
+        self.log(f"initialised from {path} (step {state['step']})")
 
     def _claim_out_dir(self, resume: Optional[str], overwrite: bool) -> None:
         """Refuse to write over a run in out_dir that is neither continued nor meant to be replaced."""

@@ -11,7 +11,8 @@ from dapo_fast.diffusion import (AttendExciteSchedule, AttentionMapProcessor, At
                                  ExplicitAttentionStore, attention_guided_step, clip_tokenizer, entity_token_spans,
                                  register, register_explicit, token_attention_maps, unregister)
 from dapo_fast.ops import attention_guidance_loss  # noqa: E402
-from dapo_fast.diffusion.tiny_sd import encode_prompts, tiny_text_encoder, tiny_unet, tiny_vae  # noqa: E402
+from dapo_fast.diffusion.models import encode_text  # noqa: E402
+from dapo_fast.diffusion.tiny_sd import tiny_text_encoder, tiny_unet, tiny_vae  # noqa: E402
 
 PROMPT = "a young boy playing his toy quad"
 
@@ -25,7 +26,8 @@ def sd():
     torch.set_num_threads(1)
     tokenizer = clip_tokenizer()
     text_encoder = tiny_text_encoder()
-    embeds = encode_prompts(text_encoder, ["", PROMPT], tokenizer)  # [uncond; cond]
+    with torch.no_grad():
+        embeds = encode_text(text_encoder, tokenizer, ["", PROMPT])  # [uncond; cond]
     yield dict(unet=tiny_unet(), vae=tiny_vae(), tokenizer=tokenizer, embeds=embeds,
                spans=entity_token_spans(tokenizer, PROMPT, ["a young boy", "his toy quad"]))
     torch.set_num_threads(threads)
@@ -193,20 +195,20 @@ def test_attention_guided_step_lowers_loss(sd):
     assert schedule.step_size(0) == pytest.approx(20.0) and schedule.step_size(49) == pytest.approx(20 * 0.5 ** 0.5)
     assert schedule.applies(24) and not schedule.applies(25) and schedule.threshold(10) == 0.5
     defaults = {name: type(p) for name, p in unet.attn_processors.items()}
-    step = attention_guided_step(unet, latents, 500, embeds, grounder, vae, spans, step_size=schedule.step_size(0),
+    step = attention_guided_step(unet, latents, 500, embeds, grounder, vae, [spans], step_size=schedule.step_size(0),
                                  last_index=8)
     assert {name: type(p) for name, p in unet.attn_processors.items()} == defaults   # temporary registration
     assert step.iterations == 1 and not step.latents.requires_grad
     assert not torch.equal(step.latents, latents)
     # L_A at the updated latents, measured the same way
-    after = attention_guided_step(unet, step.latents, 500, embeds, grounder, vae, spans, step_size=0.0,
+    after = attention_guided_step(unet, step.latents, 500, embeds, grounder, vae, [spans], step_size=0.0,
                                   last_index=8)
     assert after.loss.item() < step.loss.item(), (step.loss, after.loss)
-    refined = attention_guided_step(unet, latents, 500, embeds, grounder, vae, spans, step_size=schedule.step_size(0),
+    refined = attention_guided_step(unet, latents, 500, embeds, grounder, vae, [spans], step_size=schedule.step_size(0),
                                     last_index=8, refine_threshold=-1e9, max_refinement_steps=2)
     assert refined.iterations == 3
     # the schedule's defaults: alpha_10 = 20 sqrt(linspace(1, .5, 50)[10]), threshold 0.5 at step 10
-    default = attention_guided_step(unet, latents, 500, embeds, grounder, vae, spans, step_index=10, refine=True,
+    default = attention_guided_step(unet, latents, 500, embeds, grounder, vae, [spans], step_index=10, refine=True,
                                     max_refinement_steps=1, last_index=8)
     assert default.step_size == pytest.approx(20 * (1 - 0.5 * 10 / 49) ** 0.5)
     assert default.iterations == (1 if default.loss.item() <= 0.5 else 2)

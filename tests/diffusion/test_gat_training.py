@@ -126,7 +126,7 @@ def test_gat_demo_chain_runs_and_reuses_finished_stages(sd_dir, tmp_path):
                          compare_plain=True, seeds=(0, 1), log=lambda *_: None)
     assert first["num_images"] == 4 and len(first["rows"]) == 4
     assert all(len(row["seeds"]) == 2 for name, row in first["rows"].items() if name != "grounder (real)")
-    assert "(mean ± standard deviation over seeds)" in open(os.path.join(out, "gat_demo.md")).read()
+    assert "(mean over seeds [95% t interval over seeds]" in open(os.path.join(out, "gat_demo.md")).read()
     guided, plain = GeneratedSet(os.path.join(out, "generated")), GeneratedSet(os.path.join(out, "generated_plain"))
     assert [r["caption"] for r in guided.records] == [r["caption"] for r in plain.records]
     assert [r["seed"] for r in guided.records] == [r["seed"] for r in plain.records]

@@ -1,6 +1,7 @@
 // The HOST_DEVICE math of csrc/*/..._common.h, checked on the host (no torch): the CUDA kernels
 // compile the same functions, so this covers their arithmetic too.
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <cstdlib>
 
@@ -73,9 +74,11 @@ static void test_geometry() {
   EXPECT_TRUE(g.grid_w == 0 && g.grid_h == 0);
   EXPECT_NEAR(g.inv_count, 1.0, 0);
   // NaN and huge extents do not hit undefined float->int conversions
-  EXPECT_TRUE(ceil_to_int(std::nan("")) == 0);
-  EXPECT_TRUE(ceil_to_int(1e300) == (1 << 30));
-  EXPECT_TRUE(ceil_to_int(-2.5) == -2 && ceil_to_int(2.5) == 3 && ceil_to_int(3.0) == 3);
+  // (adaptive grid: 0 for NaN, infinite or non-positive sizes, capped at kMaxSamplingRatio)
+  EXPECT_TRUE(adaptive_grid(std::nan("")) == 0);
+  EXPECT_TRUE(adaptive_grid(std::numeric_limits<double>::infinity()) == 0);
+  EXPECT_TRUE(adaptive_grid(1e300) == dapo_fast::kMaxSamplingRatio);
+  EXPECT_TRUE(adaptive_grid(-2.5) == 0 && adaptive_grid(2.5) == 3 && adaptive_grid(3.0) == 3);
   // sample coordinates: centres of the grid cells of a bin
   EXPECT_NEAR(sample_coord(0.5, 2.0, 1, 0, 2), 3.0, 1e-15);
   EXPECT_NEAR(sample_coord(0.5, 2.0, 1, 1, 2), 4.0, 1e-15);

@@ -7,6 +7,7 @@ stopped at step k and resumed from its checkpoint ends bit-for-bit where an unin
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -158,13 +159,33 @@ def _check_resume_config(saved: Dict, cfg: Config, path: str) -> None:
     if saved.get("method") != now["method"]:
         raise CheckpointError(f"checkpoint {path} was written by method '{saved.get('method')}', "
                               f"this config's method is '{now['method']}'")
-    for section in ("data", "model", "optim", "curriculum", now["method"]):
-        if saved.get(section) != now[section]:
+    current = dict(data=cfg.data, model=cfg.model, optim=cfg.optim, curriculum=cfg.curriculum)
+    current[now["method"]] = cfg.options
+    for section, options in current.items():
+        if _with_new_keys(saved.get(section), options) != now[section]:
             raise CheckpointError(f"checkpoint {path} was written with a different '{section}' config; "
                                   f"resume needs the same config (saved: {saved.get(section)}, now: {now[section]})")
     for key in ("seed", "batch_size", "max_steps"):
         if saved["train"].get(key) != now["train"][key]:
             raise CheckpointError(f"checkpoint {path}: train.{key} differs ({saved['train'].get(key)} vs {now['train'][key]})")
+
+
+def _with_new_keys(saved_section, options):
+    """A saved config section with the keys added to ``options``' dataclass since the checkpoint
+    was written set to their defaults: a newer package continues an older run whose settings it
+    reproduces, while a changed or removed key still differs."""
+    if not isinstance(saved_section, dict):
+        return saved_section
+    out = dict(saved_section)
+    for field in dataclasses.fields(options):
+        if field.name in out:
+            continue
+        if field.default is not dataclasses.MISSING:
+            out[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+            out[field.name] = dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+    return out
 
 
 def _check_like(fresh, loaded, where: str) -> None:

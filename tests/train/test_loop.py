@@ -78,6 +78,24 @@ def test_resume_refuses_a_different_config(tmp_path):
         loop.train(other, resume=out["checkpoint"])
 
 
+def _rewrite_config(path, edit):
+    state = load_checkpoint(path)
+    edit(state["config"])
+    save_checkpoint(path, state)
+
+
+def test_resume_of_a_checkpoint_written_before_a_config_key_existed(tmp_path):
+    """A newer package adds config keys with defaults; a run saved without them still continues,
+    a saved key with another value or one the package does not know still refuses."""
+    out = loop.train(tiny_config(tmp_path, train=dict(max_steps=2)))
+    _rewrite_config(out["checkpoint"], lambda c: (c["data"].pop("generated_root"), c["wwbl"].pop("tau")))
+    again = loop.train(tiny_config(tmp_path, train=dict(max_steps=2)), resume=out["checkpoint"])
+    assert again["step"] == 2
+    _rewrite_config(out["checkpoint"], lambda c: c["data"].update(no_such_key=1))
+    with pytest.raises(CheckpointError, match="'data' config"):
+        loop.train(tiny_config(tmp_path, train=dict(max_steps=2)), resume=out["checkpoint"])
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
     save_checkpoint(str(path), {"model": {}, "step": 1, "config": {}})

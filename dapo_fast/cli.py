@@ -53,7 +53,8 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from dapo_fast.train.demo import evaluate_checkpoint, results_table
 
-    res = evaluate_checkpoint(args.checkpoint, args.split, png=args.png, data_root=args.data_root, limit=args.limit)
+    res = evaluate_checkpoint(args.checkpoint, args.split, png=args.png, data_root=args.data_root, limit=args.limit,
+                              evaluation_overrides=args.set)
     print(results_table({args.split: res}, res["method"]))
     if args.json:
         with open(args.json, "w") as f:
@@ -287,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root", help="override the dataset root saved in the checkpoint")
     ev.add_argument("--limit", type=int, help="only the first N samples")
     ev.add_argument("--json", help="write the metrics as JSON here")
+    ev.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                    help="change one of the method's evaluation options (repeatable), e.g. "
+                         "--set wwbl.box_threshold=0.5 for WWbL's own box protocol")
     ev.set_defaults(func=_eval)
 
     de = sub.add_parser("demo", help="generate the synthetic benchmark, train, evaluate, print the table, write the PNG")

@@ -45,16 +45,17 @@ def predict(model, samples: List[Dict], encode, image_size: int, max_entities: i
                 num_objects=torch.tensor(nobj), owner=owner, phrases=phrases, raw_images=b["raw_images"])
 
 
-def boxes_in_image_pixels(heatmaps: torch.Tensor, image_sizes: torch.Tensor) -> torch.Tensor:
+def boxes_in_image_pixels(heatmaps: torch.Tensor, image_sizes: torch.Tensor, box_threshold: float = 0.5) -> torch.Tensor:
     """One predicted box per heatmap, in its image's pixels: the heatmap is resized bilinearly to the
     image first (WWbL reads its boxes off a map at the image's resolution; read off the stride-4 map
-    the box snaps to 4-pixel cells and a small object's box cannot reach IoU 0.5)."""
+    the box snaps to 4-pixel cells and a small object's box cannot reach IoU 0.5); ``box_threshold``
+    is heatmap_to_box's ``rel_threshold`` (WWbL: 0.5)."""
     boxes = heatmaps.new_empty(heatmaps.shape[0], 4)
     for size in torch.unique(image_sizes, dim=0):
         rows = (image_sizes == size).all(1).nonzero().flatten()
         resized = F.interpolate(heatmaps[rows, None], size=tuple(int(v) for v in size), mode="bilinear",
                                 align_corners=False)[:, 0]
-        boxes[rows] = heatmap_to_box(resized).to(boxes.dtype)
+        boxes[rows] = heatmap_to_box(resized, rel_threshold=box_threshold).to(boxes.dtype)
     return boxes
 
 
@@ -69,11 +70,11 @@ def union_boxes(gt_boxes: List[torch.Tensor]) -> torch.Tensor:
 
 
 def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_size: int = 128,
-             limit: Optional[int] = None) -> Dict:
+             limit: Optional[int] = None, box_threshold: float = 0.5) -> Dict:
     """Pointing game and bbox accuracy (%) over every entity of ``dataset`` (first ``limit`` samples
     when given), overall and per object-count subset, each with its 95% bootstrap interval over the
     test samples (:func:`dapo_fast.eval.stats.bootstrap_interval`; an image's entities are resampled
-    together):
+    together). A predicted box surrounds the heat at >= ``box_threshold`` of the map's peak:
 
         {"pointing", "pointing_ci": [low, high], "bbox", "bbox_ci", "entities",
          "subsets": {name: the same keys},
@@ -89,7 +90,8 @@ def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_s
         samples = [dataset[i] for i in range(i0, min(n, i0 + batch_size))]
         p = predict(model, samples, encode, image_size, max_entities)
         hits.append(pointing_game(p["heatmaps"], p["gt_boxes"], p["image_sizes"]))
-        accs.append(box_accuracy(boxes_in_image_pixels(p["heatmaps"], p["image_sizes"]), union_boxes(p["gt_boxes"])[:, None]))
+        boxes = boxes_in_image_pixels(p["heatmaps"], p["image_sizes"], box_threshold)
+        accs.append(box_accuracy(boxes, union_boxes(p["gt_boxes"])[:, None]))
         counts.append(p["num_objects"])
         samples_of.append(torch.tensor(p["owner"], dtype=torch.long) + i0)
     model.train(was_training)
@@ -107,7 +109,7 @@ def evaluate(model, dataset, encode, image_size: int, max_entities: int, batch_s
 
 @torch.no_grad()
 def save_grid(model, dataset, encode, image_size: int, max_entities: int, path: str, num: int = 12,
-              cols: int = 4) -> str:
+              cols: int = 4, box_threshold: float = 0.5) -> str:
     """PNG grid: each panel = image, heatmap overlay, predicted box (red), ground-truth boxes (green)."""
     import matplotlib
 
@@ -117,7 +119,7 @@ def save_grid(model, dataset, encode, image_size: int, max_entities: int, path: 
     model.eval()
     samples = [dataset[i] for i in range(min(num, len(dataset)))]
     p = predict(model, samples, encode, image_size, max_entities)
-    boxes = boxes_in_image_pixels(p["heatmaps"], p["image_sizes"])
+    boxes = boxes_in_image_pixels(p["heatmaps"], p["image_sizes"], box_threshold)
     seen, panels = set(), []
     for k, i in enumerate(p["owner"]):  # first entity of each image
         if i not in seen:

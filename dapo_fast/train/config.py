@@ -29,6 +29,18 @@ class ConfigError(ValueError):
     pass
 
 
+def evaluation_option(default: Any) -> Any:
+    """A method option that only changes how a trained model is scored (a threshold of the
+    evaluation protocol): a run continues with another value, and ``dapo-fast eval --set`` may
+    change it for a finished checkpoint."""
+    return dataclasses.field(default=default, metadata={"evaluation_only": True})
+
+
+def evaluation_keys(options) -> List[str]:
+    """The names of ``options``' (a method's Options dataclass or instance) evaluation-only fields."""
+    return [f.name for f in dataclasses.fields(options) if f.metadata.get("evaluation_only")]
+
+
 @dataclasses.dataclass
 class DataConfig:
     kind: str = "synthetic"  # "synthetic" | "flickr30k" | "refcoco"

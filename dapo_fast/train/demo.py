@@ -18,14 +18,16 @@ from dapo_fast.data import build_splits
 from dapo_fast.eval.table import format_differences, format_table
 from dapo_fast.train import methods
 from dapo_fast.train.checkpoint import CheckpointError
-from dapo_fast.train.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
+from dapo_fast.train.config import (Config, ConfigError, apply_overrides, config_from_dict, config_to_dict,
+                                     evaluation_keys)
 from dapo_fast.train.loop import load_trained, train
 
 
 def evaluate_checkpoint(path: str, split: str = "test", png: Optional[str] = None, data_root: Optional[str] = None,
-                        limit: Optional[int] = None) -> Dict:
-    """The checkpoint's method evaluated on ``split``; ``png``: also write its picture there."""
-    method, cfg, state = load_trained(path)
+                        limit: Optional[int] = None, evaluation_overrides: Sequence[str] = ()) -> Dict:
+    """The checkpoint's method evaluated on ``split``; ``png``: also write its picture there;
+    ``evaluation_overrides``: "method.key=value" for its evaluation-only options (load_trained)."""
+    method, cfg, state = load_trained(path, evaluation_overrides)
     if data_root:
         cfg.data.root = data_root
     splits = build_splits(cfg.data)
@@ -67,7 +69,7 @@ def run_demo(cfg: Config, log=print, overwrite: bool = False) -> Dict:
     t_train = time.time() - t0 - t_data
     log(f"[demo] trained {out['step']} steps in {t_train:.1f}s")
     png = os.path.join(cfg.train.out_dir, "grid.png")
-    res = evaluate_checkpoint(out["checkpoint"], "test", png=png)
+    res = evaluate_checkpoint(out["checkpoint"], "test", png=png, evaluation_overrides=evaluation_settings(cfg))
     total = time.time() - t0
     log(results_table({"test": res}, cfg.method))
     log(f"[demo] {methods.get(cfg.method).headline(res)}; picture: {png}; wall time {total:.0f}s")
@@ -120,8 +122,9 @@ def run_variants(cfg: Config, variants: Dict[str, List[str]], seeds: Sequence[in
         rows[variant] = dict(seeds=[], seed_ids=list(seeds), overrides=list(overrides))
         for seed in seeds:
             run_dir = os.path.join(base_out, _directory_name(variant), f"seed{seed}")
-            out = train_or_continue(variant_config(cfg, overrides, seed, run_dir), overwrite, log)
-            res = evaluate_checkpoint(out["checkpoint"], "test")
+            run_cfg = variant_config(cfg, overrides, seed, run_dir)
+            out = train_or_continue(run_cfg, overwrite, log)
+            res = evaluate_checkpoint(out["checkpoint"], "test", evaluation_overrides=evaluation_settings(run_cfg))
             res["train_seconds"] = out["seconds"]
             rows[variant]["seeds"].append(res)
             log(f"[{name}] {variant} seed {seed}: {method.headline(res)} ({out['seconds']:.0f}s)")
@@ -137,6 +140,12 @@ def run_variants(cfg: Config, variants: Dict[str, List[str]], seeds: Sequence[in
     with open(os.path.join(base_out, f"{name}.md"), "w") as f:
         f.write(table + "\n")
     return rows
+
+
+def evaluation_settings(cfg: Config) -> List[str]:
+    """``cfg``'s evaluation-only options as overrides: a finished run is scored as the config
+    asks now, whatever its checkpoint was trained with."""
+    return [f"{cfg.method}.{key}={json.dumps(getattr(cfg.options, key))}" for key in evaluation_keys(cfg.options)]
 
 
 def _directory_name(variant: str) -> str:

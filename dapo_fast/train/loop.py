@@ -14,7 +14,7 @@ import os
 import random
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ from dapo_fast.train import distributed as D
 from dapo_fast.train import methods
 from dapo_fast.train.checkpoint import (CheckpointError, checkpoint_file, load_checkpoint, rng_state,
                                         save_checkpoint, set_rng_state)
-from dapo_fast.train.config import Config, ConfigError, config_from_dict, config_to_dict
+from dapo_fast.train.config import (Config, ConfigError, apply_overrides, config_from_dict, config_to_dict,
+                                     evaluation_keys)
 from dapo_fast.train.curriculum import Curriculum, open_clip_semantic_scores
 
 SCORE_BATCH = 256
@@ -162,9 +163,13 @@ def _check_resume_config(saved: Dict, cfg: Config, path: str) -> None:
     current = dict(data=cfg.data, model=cfg.model, optim=cfg.optim, curriculum=cfg.curriculum)
     current[now["method"]] = cfg.options
     for section, options in current.items():
-        if _with_new_keys(saved.get(section), options) != now[section]:
+        saved_section, now_section = _with_new_keys(saved.get(section), options), now[section]
+        if section == now["method"] and isinstance(saved_section, dict):  # a threshold of the evaluation may differ
+            saved_section, now_section = ({k: v for k, v in d.items() if k not in evaluation_keys(options)}
+                                          for d in (saved_section, now_section))
+        if saved_section != now_section:
             raise CheckpointError(f"checkpoint {path} was written with a different '{section}' config; "
-                                  f"resume needs the same config (saved: {saved.get(section)}, now: {now[section]})")
+                                  f"resume needs the same config (saved: {saved_section}, now: {now_section})")
     for key in ("seed", "batch_size", "max_steps"):
         if saved["train"].get(key) != now["train"][key]:
             raise CheckpointError(f"checkpoint {path}: train.{key} differs ({saved['train'].get(key)} vs {now['train'][key]})")
@@ -438,13 +443,23 @@ def train(cfg: Config, resume: Optional[str] = None, log: Callable[[str], None] 
     return Trainer(cfg, resume, log, overwrite).run()
 
 
-def load_trained(path: str):
-    """(method with its model in eval mode, Config, checkpoint dict) from a checkpoint path or run directory."""
+def load_trained(path: str, evaluation_overrides: Sequence[str] = ()):
+    """(method with its model in eval mode, Config, checkpoint dict) from a checkpoint path or run
+    directory; ``evaluation_overrides`` ("method.key=value") change the method's evaluation-only
+    options (e.g. "wwbl.box_threshold=0.5"), and nothing else."""
     state = load_checkpoint(path)
     try:
         cfg = config_from_dict(state["config"])
     except ConfigError as err:
         raise CheckpointError(f"checkpoint {path} holds an invalid config: {err}") from None
+    if evaluation_overrides:
+        allowed = {f"{cfg.method}.{key}" for key in evaluation_keys(cfg.options)}
+        for item in evaluation_overrides:
+            key = item.partition("=")[0]
+            if key not in allowed:
+                raise ConfigError(f"override {item!r}: a trained model's evaluation can change only "
+                                  f"{sorted(allowed) or 'nothing'} (method '{cfg.method}')")
+        cfg = config_from_dict(apply_overrides(config_to_dict(cfg), list(evaluation_overrides)))
     check_tokenizer_state(state, cfg, path)
     tokenizer = make_tokenizer(cfg, state=state.get("tokenizer"))
     method = methods.get(cfg.method)(cfg, None, tokenizer, D.DistInfo())

@@ -88,6 +88,23 @@ def test_boxes_are_read_off_the_map_resized_to_each_image():
     assert torch.equal(boxes_in_image_pixels(maps[1:2], sizes[1:2]), boxes[1:2])
 
 
+def test_box_threshold_sets_the_share_of_the_peak_a_box_surrounds():
+    # a peak cell at 1 inside a plateau at 0.2: the half-max box is the peak cell, a box at 0.1 of
+    # the peak the plateau
+    maps = torch.zeros(1, 16, 16)
+    maps[0, 2:10, 2:10] = 0.2
+    maps[0, 5, 5] = 1.0
+    sizes = torch.tensor([[16, 16]])
+    assert torch.equal(boxes_in_image_pixels(maps, sizes), boxes_in_image_pixels(maps, sizes, 0.5))
+    peak = boxes_in_image_pixels(maps, sizes, 0.5)[0]
+    plateau = boxes_in_image_pixels(maps, sizes, 0.1)[0]
+    assert (peak - torch.tensor([5.0, 5, 6, 6])).abs().max() <= 0.5, peak
+    assert (plateau - torch.tensor([2.0, 2, 10, 10])).abs().max() <= 0.5, plateau
+    split = generate_split("test", 12, seed=0)
+    tight = evaluate(Oracle(split, 64), split, _encode, 64, 3, box_threshold=0.9)
+    assert tight["pointing"] == 100.0 and tight["bbox"] < evaluate(Oracle(split, 64), split, _encode, 64, 3)["bbox"]
+
+
 def test_bbox_accuracy_compares_with_the_union_of_an_entity_s_boxes():
     # WWbL's protocol: an entity with several boxes ("two squares") is the region around all of them
     gts = [torch.tensor([[10.0, 10, 20, 20], [30, 30, 40, 40]]), torch.tensor([[0.0, 5, 8, 9]]),

@@ -12,6 +12,8 @@ from dapo_fast.train.config import ConfigError, apply_overrides, config_from_dic
     ({"optim": {"lr": float("inf")}}, r"'optim\.lr' must be a finite number, got inf"),
     ({"optim": {"lr": 10**400}}, r"'optim\.lr' must be a finite number, got inf"),
     ({"wwbl": {"tau": float("nan")}}, r"'wwbl\.tau' must be a finite number"),
+    ({"wwbl": {"box_threshold": 0}}, r"'wwbl\.box_threshold' must be in \(0, 1\], got 0"),
+    ({"wwbl": {"box_threshold": 1.5}}, r"'wwbl\.box_threshold' must be in \(0, 1\]"),
     ({"optim": {"weight_decay": -1e-4}}, r"'optim\.weight_decay' must be >= 0"),
     ({"optim": {"warmup_steps": -1}}, r"'optim\.warmup_steps' must be >= 0"),
     ({"train": {"log_every": 0}}, r"'train\.log_every' must be >= 1, got 0"),

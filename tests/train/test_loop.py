@@ -96,6 +96,25 @@ def test_resume_of_a_checkpoint_written_before_a_config_key_existed(tmp_path):
         loop.train(tiny_config(tmp_path, train=dict(max_steps=2)), resume=out["checkpoint"])
 
 
+def test_evaluation_options_neither_block_resume_nor_change_training(tmp_path):
+    from dapo_fast.train.config import ConfigError
+    from dapo_fast.train.demo import evaluate_checkpoint
+
+    out = loop.train(tiny_config(tmp_path, train=dict(max_steps=2)))
+    again = loop.train(tiny_config(tmp_path, train=dict(max_steps=2), wwbl=dict(box_threshold=0.5)),
+                       resume=out["checkpoint"])
+    assert again["step"] == 2
+    _, cfg, _ = loop.load_trained(out["checkpoint"], ["wwbl.box_threshold=0.5"])
+    assert cfg.options.box_threshold == 0.5 and cfg.options.tau == tiny_config(tmp_path).options.tau
+    with pytest.raises(ConfigError, match=r"can change only \['wwbl.box_threshold'\]"):
+        loop.load_trained(out["checkpoint"], ["wwbl.tau=0.5"])
+    with pytest.raises(ConfigError, match="box_threshold' must be in"):
+        loop.load_trained(out["checkpoint"], ["wwbl.box_threshold=2"])
+    wide, half = (evaluate_checkpoint(out["checkpoint"], "test", limit=8, evaluation_overrides=[f"wwbl.box_threshold={t}"])
+                  for t in (0.01, 0.5))
+    assert wide["pointing"] == half["pointing"]  # the peak does not depend on the box threshold
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
     save_checkpoint(str(path), {"model": {}, "step": 1, "config": {}})

@@ -31,7 +31,7 @@ from dapo_fast.eval.segmentation import SUBSET_NAMES, mask_scores, save_response
 from dapo_fast.losses.pcnet import FORMS, classification_loss, instance_disambiguation_loss, region_shrinking_loss
 from dapo_fast.models.refseg import build_refseg_model
 from dapo_fast.ops import BACKENDS
-from dapo_fast.train.config import ConfigError
+from dapo_fast.train.config import ConfigError, evaluation_option
 from dapo_fast.train.methods.base import Method
 
 EVAL_BATCH = 64
@@ -59,7 +59,7 @@ class PCNetOptions:
     iad_form: str = dataclasses.field(default="paper", metadata={"choices": FORMS})
     iou_variant: str = dataclasses.field(default="iou", metadata={"choices": ("iou", "half_dice")})  # paper-form RaS
     cues: Optional[str] = None  # JSONL of cues per expression (data/cues.py); the synthetic data has its own
-    mask_threshold: float = 0.0  # evaluation: mask = response > threshold * peak (0: TRIS/PCNet, any positive)
+    mask_threshold: float = evaluation_option(0.0)  # evaluation: mask = response > threshold * peak (0: TRIS/PCNet, any positive)
     backend: str = dataclasses.field(default="auto", metadata={"choices": BACKENDS})  # of the ops in the losses
 
 

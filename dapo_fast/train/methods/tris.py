@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from dapo_fast.train.config import ConfigError
+from dapo_fast.train.config import ConfigError, evaluation_option
 from dapo_fast.train.methods.pcnet import ReferringSegmentation, shared_defaults
 
 
 @dataclasses.dataclass
 class TRISOptions:
     w_cls: float = 1.0
-    mask_threshold: float = 0.0  # evaluation: mask = response > threshold * peak (0: TRIS, any positive response)
+    mask_threshold: float = evaluation_option(0.0)  # evaluation: mask = response > threshold * peak (0: TRIS, any positive response)
 
 
 class TRIS(ReferringSegmentation):

@@ -45,10 +45,13 @@ def interval_of(result: Dict, path: str) -> Optional[Interval]:
 
 
 def cell(row: Dict, path: str) -> Interval:
-    """A row's entry for one column: the run's value and interval, or the seeds' mean and t interval."""
+    """A row's entry for one column: the run's value and interval, or the seeds' mean and t interval.
+    Every column of these tables is a percentage, so a t interval reaching past 0 or 100 (few
+    seeds, a wide spread) is cut at the range; the mean is unchanged."""
     runs = runs_of(row)
     if len(runs) > 1:
-        return t_interval(seed_values(row, path))
+        ci = t_interval(seed_values(row, path))
+        return Interval(ci.mean, max(ci.low, 0.0), min(ci.high, 100.0), ci.level) if ci.low == ci.low else ci
     ci = interval_of(runs[0], path)
     if ci is None:
         nan = float("nan")

@@ -33,6 +33,14 @@ def test_seed_groups_show_the_mean_and_the_t_interval_over_seeds():
     assert mixed.splitlines()[-1] == f"({SEEDS_NOTE}; {BOOTSTRAP_NOTE})"
 
 
+def test_seed_intervals_stay_inside_the_percentage_range():
+    # mean 80, s = 20: the t interval 80 +- 49.7 is cut at 100 (and one at 0 from below)
+    high = format_table({"g": {"seeds": [_run(100.0), _run(60.0), _run(80.0)]}}, COLS)
+    assert "| g | 80.0 [30.3, 100.0] |" in high
+    low = format_table({"g": {"seeds": [_run(0.0), _run(40.0), _run(20.0)]}}, COLS)
+    assert "| g | 20.0 [0.0, 69.7] |" in low
+
+
 def test_differences_paired_over_test_samples_for_single_runs():
     rows = {"none": _run(50.0, hits=[0.0, 1.0, 1.0, 0.0]), "both": _run(75.0, hits=[1.0, 1.0, 1.0, 0.0])}
     # per-entity differences [1, 0, 0, 0]: a resample's mean is k/4, k ~ Binomial(4, 1/4): 95% [0, 3/4]

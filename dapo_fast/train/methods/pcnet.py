@@ -302,15 +302,23 @@ class PCNet(ReferringSegmentation):
     def __init__(self, cfg, train_set, tokenizer, dist):
         super().__init__(cfg, train_set, tokenizer, dist)
         self.steps_done = 0  # optimiser steps so far (RaS and IaD join after options.warmup_steps)
+        self._update_warmup()
+
+    def _update_warmup(self) -> None:
+        # forward_loss reads this flag, not the step count: a flag that changes once makes a compiled
+        # step recompile once, where a Python int compared in forward_loss recompiles at every step
+        self.warming_up = self.steps_done < self.options.warmup_steps
 
     def after_optimizer_step(self, step: int) -> None:
         self.steps_done = step
+        self._update_warmup()
 
     def state_dict(self):
         return {"steps_done": self.steps_done}
 
     def load_state_dict(self, state) -> None:
         self.steps_done = int(state.get("steps_done", 0))
+        self._update_warmup()
 
     @classmethod
     def validate_config(cls, cfg) -> None:
@@ -334,9 +342,11 @@ class PCNet(ReferringSegmentation):
         o = self.options
         out = net(batch["images"], batch["expr_tokens"], batch.get("cue_tokens"))
         l_cls = self.classification_part(out, batch)
-        loss = o.w_cls * l_cls
+        # no product by a unit weight: inductor folds 1.0 * l_cls into l_cls, the logged l_cls.detach()
+        # then becomes the same output buffer as a loss of L_cls alone, which comes back without its grad_fn
+        loss = l_cls if o.w_cls == 1 else o.w_cls * l_cls
         parts = dict(cls=l_cls.detach())
-        if not self.needs_proposals() or self.steps_done < o.warmup_steps:
+        if not self.needs_proposals() or self.warming_up:
             parts["loss"] = loss
             return parts
         masks, valid = batch["mask_proposals"], batch["proposal_valid"]

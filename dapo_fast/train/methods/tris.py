@@ -48,7 +48,10 @@ class TRIS(ReferringSegmentation):
     def forward_loss(self, net, batch, sreg, gamma):
         out = net(batch["images"], batch["expr_tokens"])
         l_cls = self.classification_part(out, batch)
-        return dict(loss=self.options.w_cls * l_cls, cls=l_cls.detach())
+        # no product by a unit weight: inductor folds 1.0 * l_cls into l_cls, the logged l_cls.detach()
+        # then becomes the same output buffer as the loss, and the loss comes back without its grad_fn
+        w = self.options.w_cls
+        return dict(loss=l_cls if w == 1 else w * l_cls, cls=l_cls.detach())
 
 
 METHOD = TRIS

@@ -24,7 +24,8 @@ class TRISOptions:
 class TRIS(ReferringSegmentation):
     NAME = "tris"
     Options = TRISOptions
-    DEFAULTS = shared_defaults("runs/tris")
+    # compiled: 1.7x faster steps (1 thread), the compile (~15 s) paid back within ~500 steps
+    DEFAULTS = shared_defaults("runs/tris", compile_step=True)
     ABLATION = {"TRIS": []}
 
     @classmethod

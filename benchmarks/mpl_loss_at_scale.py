@@ -23,7 +23,7 @@ The code form is only run where its [B, B, K, K] similarity fits (B <= 256): at 
 would be 1024^2 * 100^2 * 4 bytes = 42 GB.
 
     python benchmarks/mpl_loss_at_scale.py --batch 64 --impls ours code_form
-    python benchmarks/mpl_loss_at_scale.py --batch 1024 --impls ours --repeats 1
+    python benchmarks/mpl_loss_at_scale.py --batch 1024 --impls ours --single-run --no-allocations
 """
 import argparse
 import json
@@ -114,8 +114,9 @@ def check_against_reference(i, images):
                 "ours_sum": ours[:images].double().sum().item(), "reference_sum": total_ref}
 
 
-def memory_child(impl, b, check_images, allocations):
-    """Peak memory of one step of ``impl`` in this fresh process (and ours' check)."""
+def memory_child(impl, b, check_images, allocations, with_floor=False):
+    """Peak memory of one step of ``impl`` in this fresh process (and ours' check); with
+    ``with_floor``, that step's time and the floor's right after it, in this process."""
     import torch
 
     from dapo_fast.bench.runner import peak_memory_bytes
@@ -123,11 +124,17 @@ def memory_child(impl, b, check_images, allocations):
     step(impl, make_inputs(2))  # one-time initialisation (BLAS and thread pools) before the baseline
     i = make_inputs(b)
     rss_before = rss_bytes("VmRSS")
+    t0 = time.perf_counter()
     loss, fn_mask = step(impl, i)
+    seconds = time.perf_counter() - t0
     result = {"impl": impl, "batch": b, "threads": torch.get_num_threads(),
               "peak_rss_mb": (rss_bytes("VmHWM") - rss_before) / 2**20, "loss": loss.item(),
               "fn_share": fn_mask.float().mean().item()}
     del fn_mask
+    if with_floor:
+        t0 = time.perf_counter()
+        floor(i)
+        result.update(seconds=seconds, floor_seconds=time.perf_counter() - t0)
     if allocations:
         result["peak_alloc_mb"] = peak_memory_bytes(lambda: step(impl, i)) / 2**20
     if impl == "ours" and check_images:
@@ -158,6 +165,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--check-images", type=int, default=16, help="images whose loss is checked against the reference")
     p.add_argument("--no-allocations", action="store_true", help="skip the profiler's allocation records")
+    p.add_argument("--single-run", action="store_true",
+                   help="one step per implementation, timed once in its memory process with the floor after it "
+                        "(for sizes where a step takes minutes: B=1024)")
     p.add_argument("--child", choices=("memory", "time"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -166,7 +176,7 @@ def main(argv=None):
         if a.threads:
             torch.set_num_threads(a.threads)
         if a.child == "memory":
-            print(json.dumps(memory_child(a.impls[0], a.batch, a.check_images, not a.no_allocations)))
+            print(json.dumps(memory_child(a.impls[0], a.batch, a.check_images, not a.no_allocations, a.single_run)))
         else:
             print(json.dumps(time_child(a.impls, a.batch, a.repeats)))
         return
@@ -174,9 +184,15 @@ def main(argv=None):
     rows = {}
     for impl in (x for x in a.impls if x != "floor"):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "memory", "--impls", impl, *common,
-               "--check-images", str(a.check_images)] + (["--no-allocations"] if a.no_allocations else [])
+               "--check-images", str(a.check_images)] + (["--no-allocations"] if a.no_allocations else []) + (
+                   ["--single-run"] if a.single_run else [])
         rows[impl] = _run(cmd)
         print(json.dumps(rows[impl]), flush=True)
+        if a.single_run:
+            print(f"B={a.batch}: time {impl} / floor {rows[impl]['seconds'] / rows[impl]['floor_seconds']:.2f}x "
+                  f"(one step each, same process)")
+    if a.single_run:
+        return
     seconds = _run([sys.executable, os.path.abspath(__file__), "--child", "time", "--impls", *a.impls, *common,
                     "--repeats", str(a.repeats)])
     print(json.dumps({"seconds_per_step": seconds}))

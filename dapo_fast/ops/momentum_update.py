@@ -22,15 +22,19 @@ TensorsOrModule = Union[nn.Module, Sequence[Tensor], Iterable[Tensor]]
 
 
 def _tensors(x: TensorsOrModule, name: str) -> List[Tensor]:
+    """The tensors of ``x`` as a list; the element types are checked by :func:`_check_tensors` (or
+    by the C++ op, whose refusal is then turned into the typed error)."""
     if isinstance(x, nn.Module):
         return list(x.parameters())
     if isinstance(x, Tensor):
         raise TypeError(f"{name} must be a module or a sequence of tensors, got a single Tensor")
-    out = list(x)
-    if not all(isinstance(t, Tensor) for t in out):
-        i = next(i for i, t in enumerate(out) if not isinstance(t, Tensor))
-        raise TypeError(f"{name}[{i}] must be a torch.Tensor, got {type(out[i]).__name__}")
-    return out
+    return x if type(x) is list else list(x)
+
+
+def _check_tensors(x: List[Tensor], name: str) -> None:
+    for i, t in enumerate(x):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}[{i}] must be a torch.Tensor, got {type(t).__name__}")
 
 
 def momentum_update_(teacher: TensorsOrModule, student: TensorsOrModule, momentum: float, *,
@@ -52,6 +56,19 @@ def momentum_update_(teacher: TensorsOrModule, student: TensorsOrModule, momentu
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
     if not ts:
         return
+    if _eager_kernel(backend, ts):
+        # The C++ op checks every tensor, pair and their memory itself; the Python checks (a few
+        # hundred ns per tensor, as much as a lerp_ call) only run to turn its refusal into a typed
+        # error.
+        try:
+            with torch.no_grad():
+                torch.ops.dapo_fast.momentum_update_.default(ts, ss, momentum)
+        except RuntimeError:
+            _check_all(ts, ss)
+            raise
+        return
+    _check_tensors(ts, "teacher")
+    _check_tensors(ss, "student")
     chosen = _backend.resolve(backend, ts[0].device)
     with torch.no_grad():
         if chosen == "reference":
@@ -64,18 +81,24 @@ def momentum_update_(teacher: TensorsOrModule, student: TensorsOrModule, momentu
             from dapo_fast.ops._triton import momentum_update as _triton
 
             _triton.momentum_update_(ts, ss, momentum)
-        elif torch.compiler.is_compiling():
-            torch.ops.dapo_fast.momentum_update_(ts, ss, momentum)
         else:
-            # The C++ op checks every pair (and their memory) itself; the per-tensor Python checks (a
-            # few hundred ns per tensor, as much as a lerp_ call) only run to turn its error into a
-            # typed one.
-            try:
-                torch.ops.dapo_fast.momentum_update_(ts, ss, momentum)
-            except RuntimeError:
-                _check_pairs(ts, ss)
-                _check_memory(ts, ss)
-                raise
+            torch.ops.dapo_fast.momentum_update_(ts, ss, momentum)
+
+
+def _eager_kernel(backend: str, ts: List[Tensor]) -> bool:
+    """Eager call of the compiled kernel on a CPU or CUDA tensor (the common case): no Python
+    per-tensor checks before the op."""
+    if torch.compiler.is_compiling() or not isinstance(ts[0], Tensor):
+        return False
+    device = ts[0].device
+    return device.type in ("cpu", "cuda") and _backend.resolve(backend, device) == device.type
+
+
+def _check_all(ts, ss):
+    _check_tensors(ts, "teacher")
+    _check_tensors(ss, "student")
+    _check_pairs(ts, ss)
+    _check_memory(ts, ss)
 
 
 def _check_memory(ts, ss):

@@ -91,7 +91,7 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 64  # global batch (split over DDP ranks)
     max_steps: int = 1500
-    compile: bool = True
+    compile: bool = True  # the heatmap grounder (wwbl): compiled steps 1.27x faster; methods set their own (DEFAULTS)
     log_every: int = 25
     ckpt_every: int = 500
     stop_after: int = 0  # >0: stop (as if interrupted) after this many steps; for testing --resume

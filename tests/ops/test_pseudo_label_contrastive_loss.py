@@ -384,6 +384,27 @@ def test_nan_in_invalid_phrases_and_regions_takes_no_part(seed, backend, mode):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("student_fill", [1e3, float("nan")])
+def test_invalid_rows_take_no_part_with_fused_gradients(seed, backend, mode, student_fill):
+    """The same with reduction "mean", whose forward computes the gradients: finite values in the
+    student's invalid rows (read in place, not copied) and NaN in the teacher's change nothing."""
+    args = make(b=3, q=3, k=4, d=5, dtype=torch.float64)
+    phrase_valid, region_valid = args[4], args[5]
+    phrase_valid[:, 0], region_valid[:, 0] = False, False
+    phrase_valid[:, 1], region_valid[:, 1] = True, True
+    want = run(pseudo_label_contrastive_loss, args, 0.5, 0.3, mode, "mean", backend=backend)
+    bad = [t.clone() for t in args]
+    for i, valid in ((0, phrase_valid), (1, region_valid)):
+        bad[i][~valid] = student_fill * torch.randn_like(bad[i][~valid])
+    for i, valid in ((2, phrase_valid), (3, region_valid)):
+        bad[i][~valid] = float("nan")
+    got = run(pseudo_label_contrastive_loss, bad, 0.5, 0.3, mode, "mean", backend=backend)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("where", ["teacher_phrase", "teacher_region", "phrase", "region"])
 def test_nan_in_a_valid_input_gives_nan_loss_and_gradient(backend, where):
     """A diverging teacher is not hidden: the kernels used to give loss 0 and gradient 0 for a

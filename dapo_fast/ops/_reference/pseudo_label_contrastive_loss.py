@@ -29,15 +29,17 @@ MODES = ("none", "fne", "fnc")
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _sets(region_valid, fn_mask, mode, batch):
-    """Boolean [B, 1, B, K] masks of the student set S and the teacher set T of each image b."""
-    eye = torch.eye(batch, dtype=torch.bool, device=region_valid.device)[:, None, :, None]
+def _sets(region_valid, fn_mask, mode, images):
+    """Boolean [I, 1, B, K] masks of the student set S and the teacher set T of each image b in
+    ``images`` (a slice of the batch)."""
+    batch = region_valid.shape[0]
+    eye = torch.eye(batch, dtype=torch.bool, device=region_valid.device)[images, None, :, None]
     valid = region_valid.bool()[None, None]
     if fn_mask is None or mode == "none":
         fn = torch.zeros_like(eye)
     else:
-        fn = fn_mask.bool()[:, None] & ~eye
-    in_s = valid & ~fn if mode == "fne" else valid.expand(batch, 1, -1, -1)
+        fn = fn_mask.bool()[images, None] & ~eye
+    in_s = valid & ~fn if mode == "fne" else valid.expand(eye.shape[0], 1, -1, -1)
     in_t = valid & (eye | fn) if mode == "fnc" else valid & eye
     return in_s, in_t
 
@@ -56,25 +58,32 @@ def pseudo_label_contrastive_loss(phrase: torch.Tensor, region: torch.Tensor, te
                                   region_valid: torch.Tensor, fn_mask: Optional[torch.Tensor] = None,
                                   tau: float = 1.0, teacher_tau: float = 1.0, mode: str = "none",
                                   reduction: str = "mean") -> torch.Tensor:
-    batch, num_q = phrase.shape[:2]
-    out_dtype = phrase.dtype
+    per_phrase = per_phrase_loss(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask,
+                                 tau, teacher_tau, mode)
+    return _reduce(per_phrase, phrase_valid, reduction).to(phrase.dtype)
+
+
+def per_phrase_loss(phrase, region, teacher_phrase, teacher_region, phrase_valid, region_valid, fn_mask=None,
+                    tau=1.0, teacher_tau=1.0, mode="none", images=slice(None)):
+    """The [I, Q] loss of the phrases of ``images`` (a slice of the batch; default all) in the
+    compute dtype: the reference block by block, so a batch too large for its [B, Q, B, K] logits
+    can be checked one slice of images at a time."""
     ct = compute_dtype(phrase.dtype)
     zero = torch.zeros((), dtype=ct, device=phrase.device)
-    pv, rv = phrase_valid.bool()[..., None], region_valid.bool()[..., None]
-    p, r = torch.where(pv, phrase.to(ct), zero), torch.where(rv, region.to(ct), zero)
-    tp = torch.where(pv, teacher_phrase.detach().to(ct), zero)
+    pv, rv = phrase_valid.bool()[images, :, None], region_valid.bool()[..., None]
+    p, r = torch.where(pv, phrase[images].to(ct), zero), torch.where(rv, region.to(ct), zero)
+    tp = torch.where(pv, teacher_phrase[images].detach().to(ct), zero)
     tr = torch.where(rv, teacher_region.detach().to(ct), zero)
-    in_s, in_t = _sets(region_valid, fn_mask, mode, batch)           # [B, 1, B, K]
-    s = torch.einsum("bqd,akd->bqak", p, r) / tau                    # [B, Q, B, K]
+    in_s, in_t = _sets(region_valid, fn_mask, mode, images)          # [I, 1, B, K]
+    s = torch.einsum("bqd,akd->bqak", p, r) / tau                    # [I, Q, B, K]
     t = torch.einsum("bqd,akd->bqak", tp, tr) / teacher_tau
-    in_s, in_t = in_s.flatten(2), in_t.flatten(2)                    # [B, 1, B*K]
-    row_ok = in_t.any(-1) & phrase_valid.bool()                      # [B, Q]
+    in_s, in_t = in_s.flatten(2), in_t.flatten(2)                    # [I, 1, B*K]
+    row_ok = in_t.any(-1) & pv[..., 0]                               # [I, Q]
     rows = row_ok[..., None]
     # rows without a loss are all zeros, so nothing in them reaches the loss or a gradient
     log_p = torch.where(rows, s.flatten(2).masked_fill(~in_s, -torch.inf), zero).log_softmax(-1)
     pi = torch.where(rows, t.flatten(2).masked_fill(~in_t, -torch.inf), zero).softmax(-1)
-    per_phrase = -torch.where(in_t & rows, pi * log_p, zero).sum(-1)
-    return _reduce(per_phrase, phrase_valid, reduction).to(out_dtype)
+    return -torch.where(in_t & rows, pi * log_p, zero).sum(-1)
 
 
 # MPL's public code marks false negatives for the first 10 phrases of each image only (an [:10]

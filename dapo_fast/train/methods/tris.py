@@ -24,7 +24,8 @@ class TRISOptions:
 class TRIS(ReferringSegmentation):
     NAME = "tris"
     Options = TRISOptions
-    DEFAULTS = shared_defaults("runs/tris")
+    # compiled: 1.7x faster steps (1 thread), the compile (~15 s) paid back within ~500 steps
+    DEFAULTS = shared_defaults("runs/tris", compile_step=True)
     ABLATION = {"TRIS": []}
 
     @classmethod
@@ -48,7 +49,10 @@ class TRIS(ReferringSegmentation):
     def forward_loss(self, net, batch, sreg, gamma):
         out = net(batch["images"], batch["expr_tokens"])
         l_cls = self.classification_part(out, batch)
-        return dict(loss=self.options.w_cls * l_cls, cls=l_cls.detach())
+        # no product by a unit weight: inductor folds 1.0 * l_cls into l_cls, the logged l_cls.detach()
+        # then becomes the same output buffer as the loss, and the loss comes back without its grad_fn
+        w = self.options.w_cls
+        return dict(loss=l_cls if w == 1 else w * l_cls, cls=l_cls.detach())
 
 
 METHOD = TRIS

@@ -18,6 +18,7 @@
 #include "../common/cpu_clones.h"
 #include "../common/cpu_vec.h"
 #include "../common/entity_map_loss_cpu.h"
+#include "../common/parallel.h"
 #include "attention_guidance_loss_common.h"
 #include "attention_guidance_loss_prepare.h"
 
@@ -72,7 +73,7 @@ void chunk_sum(const T* a, const bool* valid, const MapSizes& s, int64_t b, int6
 template <typename T>
 void guidance_forward(const T* h, const T* a, const bool* valid, const MapSizes& s, std::vector<double>& partials) {
   partials.assign(static_cast<size_t>(s.batch * s.chunks * 3), 0.0);
-  at::parallel_for(0, s.batch * s.chunks, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, s.batch * s.chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> S(kChunk);
     for (int64_t task = begin; task < end; ++task) {
       const auto [b, p0, n] = chunk_task(s, task);
@@ -132,7 +133,7 @@ void CpuKernels::backward(const AttentionGuidanceBackward& p) {
     const double* g = p.in.grad.data_ptr<double>();
     scalar_t* gap = p.grad_a.data_ptr<scalar_t>();
     scalar_t* ghp = p.heatmaps_grad ? p.grad_h.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, s.batch * s.chunks, 1, [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, s.batch * s.chunks, 1, [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> S(kChunk);
       for (int64_t task = begin; task < end; ++task) {
         const auto [b, p0, n] = chunk_task(s, task);

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../common/grain.h"
+#include "../common/parallel.h"
 #include "box_coder_prepare.h"
 
 namespace dapo_fast {
@@ -14,7 +15,7 @@ namespace {
 // Runs f(r) for every row r, in parallel.
 template <typename scalar_t, typename F>
 void for_rows(int64_t rows, F&& f) {
-  at::parallel_for(0, rows, grain_for(40), [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, rows, grain_for(40), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) f(r);
   });
 }

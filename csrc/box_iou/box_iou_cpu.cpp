@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../common/grain.h"
+#include "../common/parallel.h"
 #include "box_iou_common.h"
 #include "box_iou_prepare.h"
 
@@ -21,7 +22,7 @@ struct CpuKernels {
       const scalar_t* pa = a.data_ptr<scalar_t>();
       const scalar_t* pb = b.data_ptr<scalar_t>();
       scalar_t* po = p.out.data_ptr<scalar_t>();
-      at::parallel_for(0, batch * n, grain_for(20 * m), [&](int64_t begin, int64_t end) {
+      dapo_fast::parallel_for(0, batch * n, grain_for(20 * m), [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {
           const int64_t img = row / n;
           acc_t ra[4];

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../common/cpu_clones.h"
+#include "../common/parallel.h"
 
 // 64-byte GCC vectors are passed between always-inline helpers only; the ABI note is moot.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -191,7 +192,7 @@ struct Sizes {
 template <typename T>
 std::vector<T> transposed_keys(const T* k, const int64_t* ks, const Sizes& s, int64_t t16) {
   std::vector<T> kT(static_cast<size_t>(s.batch * s.heads * s.dim * t16));
-  at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
     for (int64_t bh = begin; bh < end; ++bh) {
       const T* src = k + (bh / s.heads) * ks[0] + (bh % s.heads) * ks[1];
       T* dst = kT.data() + bh * s.dim * t16;
@@ -238,7 +239,7 @@ void forward_kernel(const T* q, const int64_t* qs, const T* k, const int64_t* ks
   const std::vector<T> kT = transposed_keys(k, ks, s, t16);
   const int64_t tiles = (s.rows + kRowTile - 1) / kRowTile;
   const T w = weight / static_cast<T>(s.heads);
-  at::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, s.batch * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> acc(static_cast<size_t>(kRowTile * t16));
     std::vector<T> P(static_cast<size_t>(kRows * t16));
     std::vector<T> bias16(static_cast<size_t>(t16));
@@ -279,7 +280,7 @@ void backward_kernel(const T* grad, const int64_t* gs, const T* q, const int64_t
   const int64_t hw16 = round_up(s.rows, kCols);
   const std::vector<T> kT = transposed_keys(k, ks, s, t16);
   const T w = weight / static_cast<T>(s.heads);
-  at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> P(static_cast<size_t>(kRows * t16));
     std::vector<T> ds(static_cast<size_t>(s.rows * t16));
     std::vector<T> dsT(static_cast<size_t>(t16 * hw16), T(0));

@@ -14,6 +14,7 @@
 #include "../common/cpu_clones.h"
 #include "../common/cpu_vec.h"
 #include "../common/entity_map_loss_cpu.h"
+#include "../common/parallel.h"
 #include "diffusion_guided_loss_common.h"
 #include "diffusion_guided_loss_prepare.h"
 
@@ -45,7 +46,7 @@ at::Tensor CpuKernels::forward(const MapLoss& p) {
     const scalar_t* hp = p.h.data_ptr<scalar_t>();
     const scalar_t* ap = p.a.data_ptr<scalar_t>();
     const bool* vp = p.valid.data_ptr<bool>();
-    at::parallel_for(0, s.batch * s.entities, 1, [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, s.batch * s.entities, 1, [&](int64_t begin, int64_t end) {
       for (int64_t be = begin; be < end; ++be)
         partials[be] = vp[be] ? cpu_vec::sum_sq(hp + be * s.pixels, ap + be * s.pixels, s.pixels) : 0.0;
     });
@@ -68,7 +69,7 @@ void CpuKernels::backward(const DiffusionGuidedBackward& p) {
     const bool* vp = p.in.valid.data_ptr<bool>();
     const double* g = p.in.grad.data_ptr<double>();
     scalar_t* ghp = p.grad_h.data_ptr<scalar_t>();
-    at::parallel_for(0, s.batch * s.entities * s.chunks, 1, [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, s.batch * s.entities * s.chunks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
         const auto [be, p0, n] = chunk_task(s, task);
         const int64_t off = be * s.pixels + p0;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../common/cpu_clones.h"
+#include "../common/parallel.h"
 #include "false_negative_mask_prepare.h"
 #include "false_negative_mask_driver.h"
 
@@ -57,7 +58,7 @@ void tile_kernel_cpu(const FalseNegativeTile& t, at::Tensor& out, const T* inv_n
   const int64_t ld = t.dot.stride(0), k = t.k, b = out.size(0);
   bool* o = out.data_ptr<bool>();
   static_assert(sizeof(bool) == sizeof(uint8_t), "bool is one byte");
-  at::parallel_for(0, t.ni * t.na, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, t.ni * t.na, 1, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> row_hit(k), col_hit(k);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t i = t.i0 + task / t.na, a = t.a0 + task % t.na;

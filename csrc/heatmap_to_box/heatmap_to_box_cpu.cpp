@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../common/grain.h"
+#include "../common/parallel.h"
 #include "heatmap_to_box_common.h"
 #include "heatmap_to_box_prepare.h"
 
@@ -151,7 +152,7 @@ void CpuKernels::run(const HeatmapToBox& p) {
   float* out_ptr = p.out.data_ptr<float>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, heatmaps.scalar_type(), "heatmap_to_box_cpu", [&] {
     const scalar_t* maps = heatmaps.data_ptr<scalar_t>();
-    at::parallel_for(0, n, grain_for(20 * h * w), [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, n, grain_for(20 * h * w), [&](int64_t begin, int64_t end) {
       Scratch s;
       for (int64_t i = begin; i < end; ++i)
         box_of_map(maps + i * h * w, h, w, p.rel_threshold, p.conf_threshold, p.tozero, out_ptr + 4 * i, s);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "heatmap_to_box_prepare.h"
+#include "../common/parallel.h"
 
 namespace dapo_fast {
 namespace {
@@ -222,7 +223,7 @@ void heatmap_to_box_wwbl_boxes(const HeatmapToBoxWwbl& p) {
   float* out = p.out.data_ptr<float>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.heatmaps.scalar_type(), "heatmap_to_box_wwbl_cpu", [&] {
     const scalar_t* maps = p.heatmaps.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
         box_of_map(maps + i * h * w, h, w, gray_table, p.rel_threshold, p.conf_threshold, p.nms_threshold,
                    out + 4 * i);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../common/cpu_clones.h"
+#include "../common/parallel.h"
 #include "momentum_update_prepare.h"
 #include "momentum_update_common.h"
 
@@ -57,7 +58,7 @@ void CpuKernels::run(at::TensorList teacher, const MomentumUpdate& p) {
   for (const Chunk& ch : chunks) total += ch.end - ch.begin;
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
   const int64_t grain = total > 0 ? std::max<int64_t>(1, n_chunks * kParallelElements / total) : 1;
-  at::parallel_for(0, n_chunks, grain, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, n_chunks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       const Chunk& ch = chunks[c];
       const at::Tensor& t = teacher[ch.tensor];

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../common/grain.h"
+#include "../common/parallel.h"
 #include "resized_argmax_prepare.h"
 #include "resized_argmax_common.h"
 
@@ -194,7 +195,7 @@ void CpuKernels::run(const ResizedArgmax& p) {
   int64_t* out_ptr = p.out.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, heatmaps.scalar_type(), "resized_argmax_cpu", [&] {
     const scalar_t* maps = heatmaps.data_ptr<scalar_t>();
-    at::parallel_for(0, n, grain_for(h * w * 2 + size_ptr[0] + size_ptr[1]), [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, n, grain_for(h * w * 2 + size_ptr[0] + size_ptr[1]), [&](int64_t begin, int64_t end) {
       std::vector<double> row_best;
       std::vector<Tap> ty, tx;
       std::vector<int> rf, rl, cf, cl;

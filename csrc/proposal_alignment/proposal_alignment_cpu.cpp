@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../common/grain.h"
+#include "../common/parallel.h"
 #include "../common/proposal_masks_cpu.h"
 #include "proposal_alignment_prepare.h"
 
@@ -20,7 +21,7 @@ template <typename scalar_t, typename mask_t>
 void forward_kernel(const scalar_t* response, const mask_t* masks, const bool* valid, int64_t b_count,
                     int64_t s_count, int64_t p_count, int64_t hw, scalar_t* scores, int64_t* argmax) {
   using acc_t = at::opmath_type<scalar_t>;
-  at::parallel_for(0, b_count, grain_for((s_count + 1) * p_count * hw), [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, b_count, grain_for((s_count + 1) * p_count * hw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> m, r;
     for (int64_t b = begin; b < end; ++b) {
       const bool* vb = valid + b * p_count;
@@ -58,7 +59,7 @@ template <typename scalar_t, typename mask_t>
 void backward_kernel(const scalar_t* grad, const int64_t* argmax, const mask_t* masks, int64_t b_count,
                      int64_t s_count, int64_t p_count, int64_t hw, scalar_t* grad_response) {
   using acc_t = at::opmath_type<scalar_t>;
-  at::parallel_for(0, b_count * s_count, grain_for(hw + p_count), [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, b_count * s_count, grain_for(hw + p_count), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc;
     for (int64_t bs = begin; bs < end; ++bs) {
       const int64_t b = bs / s_count;

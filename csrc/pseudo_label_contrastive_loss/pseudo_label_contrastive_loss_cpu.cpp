@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "../common/cpu_clones.h"
+#include "../common/parallel.h"
 #include "pseudo_label_contrastive_loss_prepare.h"
 
 namespace dapo_fast {
@@ -91,7 +92,7 @@ void row_kernel_cpu(const PseudoLabelTile& tile) {
   const T inv_tau = static_cast<T>(tile.inv_tau), inv_ttau = static_cast<T>(tile.inv_teacher_tau);
   const bool write_grad = tile.write_grad;
   // s_cols is B*K: a few rows per task already amortise the scheduling
-  at::parallel_for(0, tile.rows, 1, [&](int64_t r0, int64_t r1) {
+  dapo_fast::parallel_for(0, tile.rows, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       T* srow = s + r * s_cols;
       const T* trow = t + r * t_cols;

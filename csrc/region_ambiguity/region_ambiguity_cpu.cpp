@@ -15,6 +15,7 @@
 
 #include "../common/grain.h"
 #include "../common/cpu_clones.h"
+#include "../common/parallel.h"
 #include "../common/proposal_masks_cpu.h"
 #include "../proposal_alignment/proposal_alignment_common.h"
 #include "region_ambiguity_common.h"
@@ -68,7 +69,7 @@ void region_ambiguity_kernel(const scalar_t* response, const mask_t* masks, cons
                              scalar_t* ambiguity, int64_t* foreground, scalar_t* grad_field) {
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t eps = static_cast<acc_t>(eps_d);
-  at::parallel_for(0, b_count, grain_for((s_count + 1) * p_count * hw), [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, b_count, grain_for((s_count + 1) * p_count * hw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> m, r, max1, max2, bg;
     std::vector<int> idx1;
     for (int64_t b = begin; b < end; ++b) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../common/cpu_vec.h"
+#include "../common/parallel.h"
 #include "roi_align_prepare.h"
 #include "roi_align_common.h"
 
@@ -201,7 +202,7 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
 
   // dense images: task = (image, block of kTileChannels channels)
   const int64_t tiles = (s.channels + kTileChannels - 1) / kTileChannels;
-  at::parallel_for(0, static_cast<int64_t>(dense.size()) * tiles, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, static_cast<int64_t>(dense.size()) * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> tile(plane * kTileChannels), pooled(bins * kTileChannels);
     RoiTables<acc_t> t;
     for (int64_t task = begin; task < end; ++task) {
@@ -235,7 +236,7 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
   // sparse images: task = (RoI, channel block), gathers straight from the NCHW planes
   const ChannelSplit split(static_cast<int64_t>(sparse_rois.size()), s.channels);
   const int64_t blocks = split.blocks;
-  at::parallel_for(0, static_cast<int64_t>(sparse_rois.size()) * blocks, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, static_cast<int64_t>(sparse_rois.size()) * blocks, 1, [&](int64_t begin, int64_t end) {
     RoiTables<acc_t> t;
     int64_t built = -1;
     for (int64_t task = begin; task < end; ++task) {
@@ -268,7 +269,7 @@ void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
   const int64_t channel_stride = out_nhwc ? 1 : bins, bin_stride = out_nhwc ? s.channels : 1;
   const ChannelSplit split(s.rois, s.channels);
   const int64_t blocks = split.blocks;
-  at::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
     RoiTables<acc_t> t;
     int64_t built = -1;
     std::vector<acc_t> acc(split.size);
@@ -305,7 +306,7 @@ void build_all_tables(const scalar_t* rois, const Shape& s, int64_t batch_size, 
                       bool aligned, std::vector<RoiTables<acc_t>>& tables,
                       std::vector<std::vector<int64_t>>& rois_of_image) {
   tables.resize(s.rois);
-  at::parallel_for(0, s.rois, 16, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, s.rois, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
       tables[r].build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned,
                       s.height, s.width);
@@ -350,7 +351,7 @@ void backward_nchw(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
   const int64_t plane = s.height * s.width;
   const int64_t bins = s.pooled_h * s.pooled_w;
   const int64_t tiles = (s.channels + kTileChannels - 1) / kTileChannels;
-  at::parallel_for(0, batch_size * tiles, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, batch_size * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> tile, grads(bins * kTileChannels);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / tiles;
@@ -399,7 +400,7 @@ void backward_nhwc(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
   build_all_tables(rois, s, batch_size, scale, sampling_ratio, aligned, tables, rois_of_image);
   const ChannelSplit split(batch_size, s.channels);
   const int64_t blocks = split.blocks;
-  at::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, batch_size * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks;
       const int64_t c0 = split.begin(task % blocks);

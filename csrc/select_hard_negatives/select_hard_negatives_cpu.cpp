@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "select_hard_negatives_prepare.h"
+#include "../common/parallel.h"
 
 namespace dapo_fast {
 namespace {
@@ -18,7 +19,7 @@ using namespace hard_negative_math;
 template <typename T>
 void select_cpu(const T* cos, const T* sim, int64_t b_count, int64_t n, int64_t num, int mode, int64_t* out) {
   const int64_t others = b_count - 1, bn = b_count * n;
-  at::parallel_for(0, b_count, 1, [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, b_count, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> diff(others * n), uniq(others * n), max_cos(others * n);
     std::vector<int64_t> picked(others);
     for (int64_t b = begin; b < end; ++b) {

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../common/grain.h"
+#include "../common/parallel.h"
 #include "self_taught_targets_common.h"
 #include "self_taught_targets_prepare.h"
 
@@ -28,7 +29,7 @@ void CpuKernels::run(const SelfTaughtTargets& prepared) {
     const scalar_t* pscore = scores.data_ptr<scalar_t>();
     scalar_t* pd = deltas.data_ptr<scalar_t>();
     scalar_t* pw = weights.data_ptr<scalar_t>();
-    at::parallel_for(0, b * p, grain_for(40 * j), [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, b * p, grain_for(40 * j), [&](int64_t begin, int64_t end) {
       for (int64_t bp = begin; bp < end; ++bp) {
         const int64_t img = bp / p;
         const scalar_t* s = pscore + bp * j;

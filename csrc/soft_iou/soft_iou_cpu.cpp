@@ -10,6 +10,7 @@
 
 #include "../common/grain.h"
 #include "../common/cpu_vec.h"
+#include "../common/parallel.h"
 #include "../common/proposal_masks_cpu.h"
 #include "soft_iou_common.h"
 #include "soft_iou_prepare.h"
@@ -29,7 +30,7 @@ void soft_iou_kernel(bool backward, const scalar_t* grad, const scalar_t* respon
                      int64_t s_count, int64_t p_count, int64_t hw, int variant, double eps_d, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t eps = static_cast<acc_t>(eps_d);
-  at::parallel_for(0, b_count, grain_for((s_count + 1) * p_count * hw), [&](int64_t begin, int64_t end) {
+  dapo_fast::parallel_for(0, b_count, grain_for((s_count + 1) * p_count * hw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> m, r, mask_sum, g;
     for (int64_t b = begin; b < end; ++b) {
       proposal_masks_cpu::stage_masks(masks + b * p_count * hw, static_cast<const bool*>(nullptr), p_count, hw, m);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../common/grain.h"
+#include "../common/parallel.h"
 #include "weighted_smooth_l1_common.h"
 #include "weighted_smooth_l1_prepare.h"
 
@@ -37,14 +38,14 @@ void CpuKernels::forward(const WeightedSmoothL1& p) {
     };
     if (reduction == 0) {
       scalar_t* po = out.data_ptr<scalar_t>();
-      at::parallel_for(0, n, grain_for(10), [&](int64_t begin, int64_t end) {
+      dapo_fast::parallel_for(0, n, grain_for(10), [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) po[i] = static_cast<scalar_t>(term(i));
       });
       return;
     }
     const int64_t chunks = (n + kChunk - 1) / kChunk;
     std::vector<double> partial(chunks, 0.0);
-    at::parallel_for(0, chunks, grain_for(10 * kChunk), [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, chunks, grain_for(10 * kChunk), [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         double s = 0.0;
         const int64_t stop = (c + 1) * kChunk < n ? (c + 1) * kChunk : n;
@@ -71,7 +72,7 @@ void CpuKernels::backward(const WeightedSmoothL1& p) {
     scalar_t* po = out.data_ptr<scalar_t>();
     const acc_t b = static_cast<acc_t>(beta);
     const acc_t scale = reduction == 2 ? acc_t(1) / static_cast<acc_t>(n) : acc_t(1);
-    at::parallel_for(0, n, grain_for(10), [&](int64_t begin, int64_t end) {
+    dapo_fast::parallel_for(0, n, grain_for(10), [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         const acc_t gi = static_cast<acc_t>(reduction == 0 ? pg[i] : pg[0]) * scale;
         const acc_t diff = static_cast<acc_t>(px[i]) - static_cast<acc_t>(py[i]);

@@ -5,11 +5,15 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "common/parallel.h"
 #include "pointing_game/resized_argmax_prepare.h"
 #include "roi_align/roi_align_common.h"
 #include "roi_align/roi_align_prepare.h"
@@ -162,8 +166,52 @@ static void test_narrowed_integers() {
   }
 }
 
+// dapo_fast::parallel_for (every CPU kernel's scheduler): each index exactly once whatever the
+// range, grain and thread count; nested calls run inline; an exception in any chunk reaches the caller.
+static void test_parallel_for() {
+  const int before = failures;
+  for (int threads : {1, 2, 3}) {
+    at::set_num_threads(threads);
+    for (int64_t n : {0, 1, 7, 64, 1000, 4097})
+      for (int64_t grain : {1, 5, 100, 100000}) {
+        std::vector<std::atomic<int>> seen(static_cast<size_t>(n + 2));
+        for (auto& s : seen) s = 0;
+        dapo_fast::parallel_for(1, n + 1, grain, [&](int64_t b, int64_t e) {
+          if (b >= e) seen[0] += 100;  // an empty chunk is a scheduling bug
+          for (int64_t i = b; i < e; ++i) ++seen[static_cast<size_t>(i)];
+        });
+        bool once = seen[0] == 0 && (n + 1 >= static_cast<int64_t>(seen.size()) || seen[n + 1] == 0);
+        for (int64_t i = 1; i <= n; ++i) once = once && seen[static_cast<size_t>(i)] == 1;
+        if (!once) {
+          std::printf("FAIL parallel_for: threads %d n %lld grain %lld\n", threads, (long long)n, (long long)grain);
+          ++failures;
+        }
+      }
+    std::atomic<int64_t> inner{0};
+    dapo_fast::parallel_for(0, 64, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        dapo_fast::parallel_for(0, 10, 1, [&](int64_t b2, int64_t e2) { inner += e2 - b2; });
+    });
+    bool threw = false;
+    try {
+      dapo_fast::parallel_for(0, 1000, 1, [&](int64_t b, int64_t e) {
+        if (b <= 500 && 500 < e) throw std::runtime_error("chunk 500");
+      });
+    } catch (const std::exception&) {
+      threw = true;
+    }
+    if (inner != 640 || !threw) {
+      std::printf("FAIL parallel_for: threads %d nested %lld threw %d\n", threads, (long long)inner.load(), threw);
+      ++failures;
+    }
+  }
+  at::set_num_threads(2);
+  if (failures == before) std::printf("ok   parallel_for\n");
+}
+
 int main() {
   at::manual_seed(0);
+  test_parallel_for();
   auto forward = c10::Dispatcher::singleton()
                      .findSchemaOrThrow("dapo_fast::roi_align", "")
                      .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, c10::SymInt, c10::SymInt,

@@ -3,8 +3,10 @@
 Reading: nothing in a file we read can run code. Tensor files load with
 ``torch.load(weights_only=True)``, which rebuilds only tensors and plain containers; third-party
 pickles (RefCOCO's ``refs(*).p``) go through :func:`load_plain_pickle`, which admits only plain
-containers, strings and numbers. A file that is malformed, or holds anything else, raises
-:class:`FileFormatError` naming the file (and the refused class).
+containers, strings and numbers; every JSONL file (phrases, cues, detections, a generated set's
+index) is read by :func:`jsonl_objects`, line by line with a bounded line length. A file that is
+malformed, or holds anything else, raises :class:`FileFormatError` (or the reader's own ValueError)
+naming the file, the line where there are lines (and the refused class).
 
 Writing: :func:`atomic_write` writes to a temporary file beside the target, fsyncs it, renames it
 over the target and fsyncs the directory, so the target is always either the old or the new file,
@@ -17,13 +19,14 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import pickle
 import re
 import secrets
 import socket
 import warnings
-from typing import Any, BinaryIO, Callable, List
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Tuple, Type
 
 import torch
 
@@ -101,6 +104,49 @@ def path_inside(base: str, relative: str, what: str) -> str:
     if os.path.relpath(joined, os.path.normpath(base)).split(os.sep)[0] == os.pardir:
         raise FileFormatError(f"{what}: {relative!r} leads outside {base}")
     return joined
+
+
+MAX_JSONL_LINE_CHARS = 1 << 20  # one record per line; a longer line is refused before it is parsed
+
+
+def jsonl_objects(path: str, what: str, error: Type[Exception] = FileFormatError,
+                  max_line_chars: int = MAX_JSONL_LINE_CHARS) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a UTF-8 JSONL file, parsed by ``json.loads``
+    (no code runs from the file). A missing file raises FileNotFoundError, a line that is too long,
+    not UTF-8, not JSON or not a JSON object raises ``error`` as "<what> <path> line <n>: <reason>";
+    the caller checks the object's keys and raises the same way through :func:`jsonl_error`."""
+    try:
+        f = open(path, "rb")  # lines are decoded one by one, so a bad byte is blamed on its own line
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    with f:
+        number = 0
+        while True:
+            number += 1
+            raw = f.readline(4 * max_line_chars + 1)  # bounded (UTF-8: at most 4 bytes a character)
+            if not raw:
+                return
+            try:
+                line = raw.decode("utf-8") if len(raw) <= 4 * max_line_chars else None
+            except UnicodeDecodeError:
+                raise jsonl_error(error, what, path, number, "not UTF-8 text") from None
+            if line is None or len(line) > max_line_chars:
+                raise jsonl_error(error, what, path, number, f"line longer than {max_line_chars} characters")
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise jsonl_error(error, what, path, number,
+                                  f"not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(record, dict):
+                raise jsonl_error(error, what, path, number, f"expected a JSON object, got {type(record).__name__}")
+            yield number, record
+
+
+def jsonl_error(error: Type[Exception], what: str, path: str, number: int, reason: str) -> Exception:
+    """The error for line ``number`` of a JSONL file, in :func:`jsonl_objects`' words."""
+    return error(f"{what} {path} line {number}: {reason}")
 
 
 # ------------------------------------------------------------------------------------------ writing

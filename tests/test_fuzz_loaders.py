@@ -369,3 +369,66 @@ def test_synthetic_cache_random_structures(work, cache, data):
 
     case("synthetic cache: random structures", FileFormatError, load)
 
+
+
+# ---------------------------------------------------------------------------------- JSONL files
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids,
+                                                                                     max_size=4), max_leaves=10)
+
+
+def _jsonl_lines(keys):
+    """Lines of a JSONL file: records with the reader's keys holding random values, random JSON and
+    random text (which may be cut JSON, blank, or not UTF-8 once encoded with surrogates replaced)."""
+    record = st.dictionaries(st.sampled_from(keys + ["x"]), JSON_VALUES, max_size=len(keys) + 1).map(json.dumps)
+    return st.lists(record | JSON_VALUES.map(json.dumps) | st.text(max_size=40), max_size=5)
+
+
+def _write_lines(path, lines, junk):
+    path.write_bytes("\n".join(lines).encode("utf-8", "replace") + junk)
+
+
+JSONL_JUNK = st.sampled_from([b"", b"\n", b"\xff\xfe\n", b'{"a": 1'])
+
+
+@fuzz(150)
+@given(lines=_jsonl_lines(["caption", "entities"]), junk=JSONL_JUNK)
+def test_phrases_file_random_lines(work, lines, junk):
+    from dapo_fast.diffusion.generate import GenerationError, read_prompts
+
+    _write_lines(work / "phrases.jsonl", lines, junk)
+    case("phrases JSONL: random lines", GenerationError, lambda: read_prompts(str(work / "phrases.jsonl")))
+
+
+@fuzz(150)
+@given(lines=_jsonl_lines(["expression", "cues", "image_id"]), junk=JSONL_JUNK)
+def test_cues_file_random_lines(work, lines, junk):
+    from dapo_fast.data.cues import CueFileError, load_cues
+
+    _write_lines(work / "cues.jsonl", lines, junk)
+    case("cues JSONL: random lines", CueFileError, lambda: load_cues(str(work / "cues.jsonl")))
+
+
+@fuzz(150)
+@given(lines=_jsonl_lines(["image_id", "boxes", "scores"]), junk=JSONL_JUNK)
+def test_detections_file_random_lines(work, lines, junk):
+    from dapo_fast.data.detections import load_detections
+
+    _write_lines(work / "detections.jsonl", lines, junk)
+    case("detections JSONL: random lines", ValueError, lambda: load_detections(str(work / "detections.jsonl")))
+
+
+@fuzz(150)
+@given(lines=_jsonl_lines(["index", "image", "caption", "entities", "entity_spans"]), junk=JSONL_JUNK)
+def test_generated_index_random_lines(work, lines, junk):
+    from safetensors.torch import save_file
+
+    from dapo_fast.data.generated import FORMAT, GeneratedSet
+
+    root = work / "generated_bad"
+    os.makedirs(root / "shard_00000", exist_ok=True)
+    (root / "manifest.json").write_text(json.dumps({"format": FORMAT}))
+    save_file({"0000000": torch.zeros(1, 4, 4), "0000001": torch.zeros(2, 4, 4)}, str(root / "shard_00000" / "maps.safetensors"))
+    _write_lines(root / "shard_00000" / "index.jsonl", lines, junk)
+    # no line may be skipped: an empty index is "no finished shard yet" (FileNotFoundError)
+    case("generated index: random lines", (FileFormatError, FileNotFoundError), lambda: GeneratedSet(str(root)))

@@ -23,14 +23,15 @@ LLM returns fewer than it needs); extra cues are dropped.
 """
 from __future__ import annotations
 
-import json
 import re
 from typing import Dict, List, Sequence, Tuple
+
+from dapo_fast.safe_io import jsonl_error, jsonl_objects
 
 __all__ = ["CueFileError", "normalise", "load_cues", "fit_cues", "synthetic_references", "INVERSE_RELATIONS"]
 
 MAX_CUES = 16
-MAX_LINE_CHARS = 65536
+MAX_LINE_CHARS = 65536  # a cue line is a sentence and a few phrases
 # the relation read from the other entity's side ("A left of B" -> "B right of A")
 INVERSE_RELATIONS = {"left of": "right of", "right of": "left of", "above": "below", "below": "above",
                      "and": "and", "near": "near"}
@@ -49,43 +50,30 @@ def normalise(text: str) -> str:
 
 def load_cues(path: str) -> Dict[str, List[str]]:
     """{normalised expression: cues} from a JSONL file (format in the module docstring)."""
+    what = "cues file"
     out: Dict[str, List[str]] = {}
     first_line: Dict[str, int] = {}
-    try:
-        f = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"cues file not found: {path}") from None
-    with f:
-        for number, line in enumerate(f, start=1):
-            where = f"cues file {path} line {number}"
-            if len(line) > MAX_LINE_CHARS:
-                raise CueFileError(f"{where}: line longer than {MAX_LINE_CHARS} characters")
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CueFileError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(record, dict):
-                raise CueFileError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            unknown = sorted(set(record) - {"expression", "cues", "image_id"})
-            if unknown:
-                raise CueFileError(f"{where}: unknown key(s) {unknown} (keys: expression, cues, image_id)")
-            expression, cues = record.get("expression"), record.get("cues")
-            if not isinstance(expression, str) or not expression.strip():
-                raise CueFileError(f"{where}: 'expression' must be a non-empty string, got {expression!r}")
-            if not isinstance(cues, list) or not 1 <= len(cues) <= MAX_CUES:
-                raise CueFileError(f"{where}: 'cues' must be a list of 1 to {MAX_CUES} strings, got {cues!r}")
-            for i, cue in enumerate(cues):
-                if not isinstance(cue, str) or not cue.strip():
-                    raise CueFileError(f"{where}: cues[{i}] must be a non-empty string, got {cue!r}")
-            key = normalise(expression)
-            cues = [c.strip() for c in cues]
-            if key in out and out[key] != cues:
-                raise CueFileError(f"{where}: expression {expression!r} already has different cues "
-                                   f"(line {first_line[key]})")
-            out[key] = cues
-            first_line.setdefault(key, number)
+    for number, record in jsonl_objects(path, what, CueFileError, MAX_LINE_CHARS):
+        def bad(reason: str) -> CueFileError:
+            return jsonl_error(CueFileError, what, path, number, reason)
+
+        unknown = sorted(set(record) - {"expression", "cues", "image_id"})
+        if unknown:
+            raise bad(f"unknown key(s) {unknown} (keys: expression, cues, image_id)")
+        expression, cues = record.get("expression"), record.get("cues")
+        if not isinstance(expression, str) or not expression.strip():
+            raise bad(f"'expression' must be a non-empty string, got {expression!r}")
+        if not isinstance(cues, list) or not 1 <= len(cues) <= MAX_CUES:
+            raise bad(f"'cues' must be a list of 1 to {MAX_CUES} strings, got {cues!r}")
+        for i, cue in enumerate(cues):
+            if not isinstance(cue, str) or not cue.strip():
+                raise bad(f"cues[{i}] must be a non-empty string, got {cue!r}")
+        key = normalise(expression)
+        cues = [c.strip() for c in cues]
+        if key in out and out[key] != cues:
+            raise bad(f"expression {expression!r} already has different cues (line {first_line[key]})")
+        out[key] = cues
+        first_line.setdefault(key, number)
     return out
 
 

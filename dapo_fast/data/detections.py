@@ -17,53 +17,44 @@ naming the file and line.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from dapo_fast.safe_io import jsonl_error, jsonl_objects
+
 Detections = Dict[str, Tuple[torch.Tensor, Optional[torch.Tensor]]]
-
-
-def _line_error(path: str, lineno: int, what: str) -> ValueError:
-    return ValueError(f"detections file {path}, line {lineno}: {what}")
 
 
 def load_detections(path: str) -> Detections:
     """{image_id: (boxes float32 [J, 4], scores float32 [J] or None)} from a JSONL file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"detections file not found: {path}")
+    what = "detections file"
     out: Detections = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise _line_error(path, lineno, f"not valid JSON ({err.msg})") from None
-            if not isinstance(rec, dict) or "image_id" not in rec or "boxes" not in rec:
-                raise _line_error(path, lineno, "each line must be an object with 'image_id' and 'boxes'")
-            image_id = str(rec["image_id"])
-            if image_id in out:
-                raise _line_error(path, lineno, f"image_id {image_id!r} appears twice")
-            boxes = rec["boxes"]
-            if not isinstance(boxes, list) or not all(isinstance(b, list) and len(b) == 4 for b in boxes):
-                raise _line_error(path, lineno, "'boxes' must be a list of [x1, y1, x2, y2]")
-            values = [v for b in boxes for v in b]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-                raise _line_error(path, lineno, "box coordinates must be finite numbers")
-            if any(b[2] < b[0] or b[3] < b[1] for b in boxes):
-                raise _line_error(path, lineno, "boxes must have x1 <= x2 and y1 <= y2")
-            scores = rec.get("scores")
-            if scores is not None:
-                if (not isinstance(scores, list) or len(scores) != len(boxes)
-                        or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores)):
-                    raise _line_error(path, lineno, f"'scores' must be {len(boxes)} numbers, one per box")
-                scores = torch.tensor(scores, dtype=torch.float32)
-            out[image_id] = (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), scores)
+    for number, rec in jsonl_objects(path, what, ValueError):
+        def bad(reason: str) -> ValueError:
+            return jsonl_error(ValueError, what, path, number, reason)
+
+        if "image_id" not in rec or "boxes" not in rec:
+            raise bad("each line must be an object with 'image_id' and 'boxes'")
+        image_id = str(rec["image_id"])
+        if image_id in out:
+            raise bad(f"image_id {image_id!r} appears twice")
+        boxes = rec["boxes"]
+        if not isinstance(boxes, list) or not all(isinstance(b, list) and len(b) == 4 for b in boxes):
+            raise bad("'boxes' must be a list of [x1, y1, x2, y2]")
+        values = [v for b in boxes for v in b]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise bad("box coordinates must be finite numbers")
+        if any(b[2] < b[0] or b[3] < b[1] for b in boxes):
+            raise bad("boxes must have x1 <= x2 and y1 <= y2")
+        scores = rec.get("scores")
+        if scores is not None:
+            if (not isinstance(scores, list) or len(scores) != len(boxes)
+                    or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores)):
+                raise bad(f"'scores' must be {len(boxes)} numbers, one per box")
+            scores = torch.tensor(scores, dtype=torch.float32)
+        out[image_id] = (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), scores)
     return out
 
 

@@ -21,10 +21,37 @@ from typing import Dict, List
 import torch
 
 from dapo_fast.data import object_counts, phrase_lists
+from dapo_fast.safe_io import FileFormatError, jsonl_error, jsonl_objects, path_inside
 
 __all__ = ["FORMAT", "shard_name", "image_key", "GeneratedSet", "MixedSet"]
 
 FORMAT = "dapo_fast.generated/1"
+
+
+def _checked_map(record: Dict, maps: Dict[str, torch.Tensor], root: str, index_path: str,
+                 number: int) -> torch.Tensor:
+    """The entity maps of one index line, after checking the line's fields (a shard may come from
+    someone else's machine)."""
+    def bad(reason: str) -> FileFormatError:
+        return jsonl_error(FileFormatError, "generated index", index_path, number, reason)
+
+    index, entities = record.get("index"), record.get("entities")
+    if type(index) is not int or index < 0:
+        raise bad(f"'index' must be an int >= 0, got {index!r}")
+    if not isinstance(record.get("caption"), str):
+        raise bad("'caption' must be a string")
+    if not isinstance(entities, list) or not entities or not all(isinstance(e, str) for e in entities):
+        raise bad("'entities' must be a non-empty list of strings")
+    spans = record.get("entity_spans")
+    if (not isinstance(spans, list) or len(spans) != len(entities)
+            or not all(isinstance(p, list) and len(p) == 2 and all(type(v) is int for v in p) for p in spans)):
+        raise bad(f"'entity_spans' must be {len(entities)} [start, end] pairs of ints")
+    path_inside(root, record.get("image"), f"generated index {index_path} line {number}: 'image'")
+    entity_maps = maps.get(image_key(index))
+    if entity_maps is None or entity_maps.dim() != 3 or entity_maps.shape[0] != len(entities):
+        shape = None if entity_maps is None else tuple(entity_maps.shape)
+        raise bad(f"maps.safetensors needs [{len(entities)}, h, w] maps under {image_key(index)!r}, got {shape}")
+    return entity_maps
 
 
 def shard_name(k: int) -> str:
@@ -50,10 +77,13 @@ class GeneratedSet(torch.utils.data.Dataset):
         manifest_path = os.path.join(root, "manifest.json")
         if not os.path.exists(manifest_path):
             raise FileNotFoundError(f"no generated set at {root} (manifest.json missing): run `dapo-fast generate`")
-        with open(manifest_path) as f:
-            self.manifest = json.load(f)
-        if self.manifest.get("format") != FORMAT:
-            raise ValueError(f"{manifest_path} is not a dapo_fast generated set ({FORMAT})")
+        with open(manifest_path, encoding="utf-8") as f:
+            try:
+                self.manifest = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise FileFormatError(f"{manifest_path} is not valid JSON ({err})") from None
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
+            raise FileFormatError(f"{manifest_path} is not a dapo_fast generated set ({FORMAT})")
         self.root = root
         self.records: List[Dict] = []
         self.maps: List[torch.Tensor] = []
@@ -62,11 +92,9 @@ class GeneratedSet(torch.utils.data.Dataset):
             if not name.startswith("shard_") or not os.path.exists(index_path):
                 continue
             tensors = load_file(os.path.join(root, name, "maps.safetensors"))
-            with open(index_path) as f:
-                for line in f:
-                    record = json.loads(line)
-                    self.records.append(record)
-                    self.maps.append(tensors[image_key(record["index"])])
+            for number, record in jsonl_objects(index_path, "generated index"):
+                self.maps.append(_checked_map(record, tensors, root, index_path, number))
+                self.records.append(record)
         if not self.records:
             raise FileNotFoundError(f"the generated set at {root} has no finished shard yet")
         self.phrases = [r["entities"] for r in self.records]

@@ -41,6 +41,7 @@ from dapo_fast.diffusion.attention_maps import AttentionMapStore, register, unre
 from dapo_fast.diffusion.guidance import AttendExciteSchedule, attention_guided_step, decode_latents
 from dapo_fast.diffusion.models import SD_COMPONENTS, encode_text
 from dapo_fast.diffusion.token_maps import entity_attention_maps, entity_token_spans, eot_index
+from dapo_fast.safe_io import jsonl_error, jsonl_objects
 
 __all__ = ["GenerationError", "Prompt", "sample_prompts", "read_prompts", "load_sd_directory", "SDComponents",
            "GrounderHeatmaps", "GenerationSettings", "PreparedPrompt", "prepare_prompts", "denoise",
@@ -111,33 +112,23 @@ def entity_char_spans(caption: str, entities: Sequence[str]) -> List[Tuple[int, 
 def read_prompts(path: str) -> List[Prompt]:
     """A JSONL file, one ``{"caption": str, "entities": [str, ...]}`` per line (blank lines
     skipped). A bad line raises GenerationError naming the file and the line number."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"phrases file not found: {path}")
+    what = "phrases file"
     prompts = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise GenerationError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise GenerationError(f"{where}: expected an object with 'caption' and 'entities'")
-            caption, entities = record.get("caption"), record.get("entities")
-            if not isinstance(caption, str) or not caption.strip():
-                raise GenerationError(f"{where}: 'caption' must be a non-empty string")
-            if (not isinstance(entities, list) or not entities
-                    or not all(isinstance(e, str) and e.strip() for e in entities)):
-                raise GenerationError(f"{where}: 'entities' must be a non-empty list of non-empty strings")
-            try:
-                entity_char_spans(caption, entities)
-            except GenerationError as err:
-                raise GenerationError(f"{where}: {err}") from None
-            prompts.append(Prompt(caption, tuple(entities)))
+    for number, record in jsonl_objects(path, what, GenerationError):
+        caption, entities = record.get("caption"), record.get("entities")
+        if not isinstance(caption, str) or not caption.strip():
+            raise jsonl_error(GenerationError, what, path, number, "'caption' must be a non-empty string")
+        if (not isinstance(entities, list) or not entities
+                or not all(isinstance(e, str) and e.strip() for e in entities)):
+            raise jsonl_error(GenerationError, what, path, number,
+                              "'entities' must be a non-empty list of non-empty strings")
+        try:
+            entity_char_spans(caption, entities)
+        except GenerationError as err:
+            raise jsonl_error(GenerationError, what, path, number, str(err)) from None
+        prompts.append(Prompt(caption, tuple(entities)))
     if not prompts:
-        raise GenerationError(f"phrases file {path} holds no prompt")
+        raise GenerationError(f"{what} {path} holds no prompt")
     return prompts
 
 

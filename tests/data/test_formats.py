@@ -265,3 +265,53 @@ def test_two_processes_generating_one_data_root_do_not_collide(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errors
     assert sorted(os.listdir(tmp_path / "default")) == ["test.pt", "train.pt", "val.pt"]
     assert torch.equal(load_split(str(tmp_path), "train").images, generate_split("train", 40, seed=5).images)
+
+
+def test_jsonl_lines_that_are_too_long_or_not_utf8_are_named(tmp_path):
+    from dapo_fast.safe_io import jsonl_objects
+
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b'{"a": 1}\n\n{"b": "' + b"x" * 100 + b'"}\n')
+    with pytest.raises(FileFormatError, match=r"records file .*records.jsonl line 3: line longer than 50"):
+        list(jsonl_objects(str(path), "records file", max_line_chars=50))
+    assert list(jsonl_objects(str(path), "records file")) == [(1, {"a": 1}), (3, {"b": "x" * 100})]
+    path.write_bytes(b'{"a": 1}\n{"b": "\xff"}\n')
+    with pytest.raises(FileFormatError, match=r"line 2: not UTF-8 text"):
+        list(jsonl_objects(str(path), "records file"))
+    with pytest.raises(FileNotFoundError, match="records file not found"):
+        list(jsonl_objects(str(tmp_path / "missing.jsonl"), "records file"))
+
+
+def _generated_shard(root, record):
+    from safetensors.torch import save_file
+
+    from dapo_fast.data.generated import FORMAT
+
+    os.makedirs(root / "shard_00000", exist_ok=True)
+    (root / "manifest.json").write_text(json.dumps({"format": FORMAT}))
+    save_file({"0000000": torch.zeros(1, 4, 4)}, str(root / "shard_00000" / "maps.safetensors"))
+    (root / "shard_00000" / "index.jsonl").write_text(json.dumps(record) + "\n")
+
+
+GOOD_GENERATED = {"index": 0, "image": "shard_00000/0000000.png", "caption": "a red ring", "entities": ["red ring"],
+                  "entity_spans": [[2, 10]]}
+
+
+@pytest.mark.parametrize("change, match", [
+    ({}, None),
+    ({"image": "../../etc/passwd"}, "leads outside"),
+    ({"image": "/etc/passwd"}, "not a relative path"),
+    ({"index": 1}, r"maps under '0000001'"),
+    ({"index": -1}, "'index' must be an int"),
+    ({"entities": ["red ring", "blue ring"], "entity_spans": [[2, 10], [0, 1]]}, r"needs \[2, h, w\] maps"),
+    ({"entity_spans": [[2]]}, "'entity_spans' must be 1"),
+])
+def test_generated_index_lines_are_checked(tmp_path, change, match):
+    from dapo_fast.data.generated import GeneratedSet
+
+    _generated_shard(tmp_path, dict(GOOD_GENERATED, **change))
+    if match is None:
+        assert GeneratedSet(str(tmp_path)).phrases == [["red ring"]]
+    else:
+        with pytest.raises(FileFormatError, match=f"index.jsonl line 1: .*{match}"):
+            GeneratedSet(str(tmp_path))

@@ -155,7 +155,7 @@ def test_unknown_entity_is_named(sd_dir, tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ('{"caption": "a red ring", "entities": ["red ring"]', "not valid JSON"),
-    ('["a red ring"]', "expected an object"),
+    ('["a red ring"]', "expected a JSON object"),
     ('{"caption": "", "entities": ["red ring"]}', "'caption' must be"),
     ('{"caption": "a red ring", "entities": []}', "'entities' must be"),
     ('{"caption": "a red ring", "entities": ["blue ring"]}', "'blue ring' does not occur"),
@@ -165,7 +165,7 @@ def test_bad_phrases_line_is_named_with_its_number(tmp_path, line, message):
     path = tmp_path / "phrases.jsonl"
     good = json.dumps({"caption": "a red circle and a blue square", "entities": ["red circle", "blue square"]})
     path.write_text(f"{good}\n\n{line}\n{good}\n")
-    with pytest.raises(GenerationError, match=f"phrases.jsonl:3: .*{message}"):
+    with pytest.raises(GenerationError, match=f"phrases.jsonl line 3: .*{message}"):
         read_prompts(str(path))
 
 

@@ -18,6 +18,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 
 #include <algorithm>
@@ -93,6 +94,12 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
   const int64_t tile_images = pseudo_label_tile_images(b, q, k, tile_elements);
   at::Tensor s_buffer = at::empty({tile_images * q, b * k}, opts);
   at::Tensor grad_region_acc = want_gr ? res.grad_region.view({b * k, d}) : at::Tensor();
+  // The gradient products multiply G, which is 0 in the columns of invalid regions and the rows of
+  // invalid phrases, by the features; 0 * NaN is NaN, so the features of invalid regions and
+  // phrases enter them as zeros (they take no part, as in the reference). The logits S need no
+  // such copy: the row kernel reads only the columns of valid regions, and rows of valid phrases.
+  const at::Tensor zero = at::zeros({}, opts);
+  const at::Tensor r_grad = want_gp ? at::where(valid_flat.unsqueeze(1), r_flat, zero) : at::Tensor();
   const at::Tensor image_of_column = at::arange(b, long_opts);
 
   for (int64_t b0 = 0; b0 < b; b0 += tile_images) {
@@ -177,13 +184,14 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
 
     if (want_gp) {
       at::Tensor gp_rows = res.grad_phrase.view({b * q, d}).narrow(0, b0 * q, rows);
-      at::mm_out(gp_rows, s, r_flat);
+      at::mm_out(gp_rows, s, r_grad);
     }
     if (want_gr) {
+      const at::Tensor p_grad = at::where(phrase_valid.reshape({b * q, 1}).narrow(0, b0 * q, rows), p_rows, zero);
       if (b0 == 0)
-        at::mm_out(grad_region_acc, s.t(), p_rows);
+        at::mm_out(grad_region_acc, s.t(), p_grad);
       else
-        grad_region_acc.addmm_(s.t(), p_rows);
+        grad_region_acc.addmm_(s.t(), p_grad);
     }
   }
   // Invalid phrases and regions take no part (the reference replaces them by zeros): their

@@ -121,22 +121,10 @@ struct PseudoLabelLoss {
   }
 };
 
-// ``x`` [B, N, D] with the rows where ``invalid`` [B, N, 1] zeroed, copied only when one of those
-// rows holds a NaN or Inf. Invalid rows take no part: the row kernel reads logits through the
-// membership masks only and writes a zero gradient coefficient for them, so finite values there
-// change nothing; but the gradient products multiply those zero coefficients by the rows, and
-// 0 * NaN = NaN. A row's sum is not finite when one of its elements is not (or when it
-// overflows: then the copy is made needlessly, which is harmless).
-inline at::Tensor zero_nonfinite_invalid_rows(const at::Tensor& x, const at::Tensor& invalid) {
-  if (x.numel() == 0) return x;
-  const bool nonfinite = x.sum(-1, /*keepdim=*/true).isfinite().logical_not().logical_and(invalid).any().item<bool>();
-  return nonfinite ? x.masked_fill(invalid, 0) : x;
-}
-
 // Checks, then the inputs in the compute dtype (half / bfloat16 run in float), contiguous, not
 // copied otherwise. The features of invalid phrases and regions take no part: the teacher's are
-// only read through the teacher-set masks; the student's reach the gradient products, so they are
-// zeroed where not finite (zero_nonfinite_invalid_rows).
+// only read through the teacher-set masks, the student's enter the gradient products as zeros
+// (pseudo_label_loss_tiles).
 inline PseudoLabelLoss pseudo_label_inputs(const at::Tensor& phrase, const at::Tensor& region,
                                            const at::Tensor& teacher_phrase, const at::Tensor& teacher_region,
                                            const at::Tensor& phrase_valid, const at::Tensor& region_valid,
@@ -149,10 +137,8 @@ inline PseudoLabelLoss pseudo_label_inputs(const at::Tensor& phrase, const at::T
                                tau, teacher_tau, p.mode);
   p.dtype = phrase.scalar_type();
   const auto ct = p.dtype == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor invalid_phrase = phrase_valid.logical_not().unsqueeze(2);
-  const at::Tensor invalid_region = region_valid.logical_not().unsqueeze(2);
-  p.phrase = zero_nonfinite_invalid_rows(phrase.to(ct), invalid_phrase).contiguous();
-  p.region = zero_nonfinite_invalid_rows(region.to(ct), invalid_region).contiguous();
+  p.phrase = phrase.to(ct).contiguous();
+  p.region = region.to(ct).contiguous();
   p.teacher_phrase = teacher_phrase.to(ct).contiguous();
   p.teacher_region = teacher_region.to(ct).contiguous();
   p.phrase_valid = phrase_valid.contiguous();

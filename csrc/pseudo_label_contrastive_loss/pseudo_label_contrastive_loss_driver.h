@@ -60,6 +60,15 @@ inline int64_t pseudo_label_tile_images(int64_t b, int64_t q, int64_t k, int64_t
   return std::clamp<int64_t>(std::max(tile_elements / per_image, by_rows), 1, std::max<int64_t>(b, 1));
 }
 
+// ``x`` [N, D] with the rows where ``valid`` [N, 1] is false set to 0. On the CPU a scan of the row
+// sums (a row holding NaN or Inf sums to NaN or Inf) copies only when such an invalid row exists:
+// the answer is read for free there, and the copy of the regions would set the forward's peak
+// memory. On a GPU reading the answer would stall the stream, so the copy is made every time.
+inline at::Tensor zero_invalid_rows(const at::Tensor& x, const at::Tensor& valid) {
+  if (x.is_cpu() && x.sum(1, /*keepdim=*/true).isfinite().logical_or(valid).all().item<bool>()) return x;
+  return at::where(valid, x, at::zeros({}, x.options()));
+}
+
 // Inputs must already be contiguous and of the compute dtype (float or double); coef is the
 // per-row upstream gradient [B*Q] (compute dtype) or undefined when no gradient is wanted.
 template <typename RowKernel>
@@ -95,11 +104,10 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
   at::Tensor s_buffer = at::empty({tile_images * q, b * k}, opts);
   at::Tensor grad_region_acc = want_gr ? res.grad_region.view({b * k, d}) : at::Tensor();
   // The gradient products multiply G, which is 0 in the columns of invalid regions and the rows of
-  // invalid phrases, by the features; 0 * NaN is NaN, so the features of invalid regions and
-  // phrases enter them as zeros (they take no part, as in the reference). The logits S need no
-  // such copy: the row kernel reads only the columns of valid regions, and rows of valid phrases.
-  const at::Tensor zero = at::zeros({}, opts);
-  const at::Tensor r_grad = want_gp ? at::where(valid_flat.unsqueeze(1), r_flat, zero) : at::Tensor();
+  // invalid phrases, by the features; 0 * NaN is NaN, so those features enter them as zeros (they
+  // take no part, as in the reference). The logits S need no such care: the row kernel reads only
+  // the columns of valid regions, and rows of valid phrases.
+  const at::Tensor r_grad = want_gp ? zero_invalid_rows(r_flat, valid_flat.unsqueeze(1)) : at::Tensor();
   const at::Tensor image_of_column = at::arange(b, long_opts);
 
   for (int64_t b0 = 0; b0 < b; b0 += tile_images) {
@@ -187,7 +195,7 @@ PseudoLabelResult pseudo_label_loss_tiles(const at::Tensor& phrase, const at::Te
       at::mm_out(gp_rows, s, r_grad);
     }
     if (want_gr) {
-      const at::Tensor p_grad = at::where(phrase_valid.reshape({b * q, 1}).narrow(0, b0 * q, rows), p_rows, zero);
+      const at::Tensor p_grad = zero_invalid_rows(p_rows, phrase_valid.reshape({b * q, 1}).narrow(0, b0 * q, rows));
       if (b0 == 0)
         at::mm_out(grad_region_acc, s.t(), p_grad);
       else

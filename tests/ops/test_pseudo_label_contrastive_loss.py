@@ -436,3 +436,21 @@ def test_invalid_phrases_and_regions_get_zero_gradient_beside_a_non_finite_valid
     assert (got[1][1, 2] == 0).all() and (got[2][0, 1] == 0).all()
     for g, w in zip(got, want):  # (Triton computes in float32)
         torch.testing.assert_close(g, w, equal_nan=True, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_upstream_gradient_of_one_and_a_retained_graph(seed, reduction):
+    """The forward's gradients (for an upstream 1) are scaled, never handed over: a retained graph's
+    second backward must still see them unchanged, and other upstream values scale them."""
+    args = make(b=5, q=3, k=7, d=16, threshold=0.2)
+    want = run(reference, args, 0.7, 0.3, "fnc", reduction)
+    p = args[0].detach().clone().requires_grad_()
+    r = args[1].detach().clone().requires_grad_()
+    loss = pseudo_label_contrastive_loss(p, r, *args[2:], tau=0.7, teacher_tau=0.3, mode="fnc", reduction=reduction)
+    loss.backward(retain_graph=True)
+    first = (p.grad.clone(), r.grad.clone())
+    assert_close_all(first, (want[1] / 0.5, want[2] / 0.5))  # `run` scales by an upstream 0.5
+    loss.backward(retain_graph=True)
+    assert_close_all((p.grad, r.grad), (2 * first[0], 2 * first[1]))
+    (3 * loss).backward()
+    assert_close_all((p.grad, r.grad), (5 * first[0], 5 * first[1]))

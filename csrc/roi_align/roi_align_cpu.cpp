@@ -12,8 +12,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "../common/cpu_vec.h"
 #include "../common/parallel.h"
@@ -338,10 +343,11 @@ inline void scatter_channels_nchw(const RoiTables<acc_t>& t, const scalar_t* g, 
   }
 }
 
-// grad is [K, C, PH, PW] contiguous; grad_input is [N, C, H, W] zeros in acc_t. Tasks are
-// (image, channel block): each owns its planes and visits that image's RoIs in order. Dense
-// images accumulate into an NHWC tile with contiguous channel vectors and are transposed back
-// once; sparse images scatter straight into the planes, 8 channels per table entry.
+// grad is [K, C, PH, PW] contiguous; grad_input is [N, C, H, W] in acc_t, uninitialised. Tasks
+// are (image, channel block): each owns its planes, writes all of them and visits that image's
+// RoIs in order. Dense images accumulate into an NHWC tile with contiguous channel vectors and
+// are transposed back once; sparse images (and those without RoIs) zero their planes and scatter
+// straight into them, 8 channels per table entry.
 template <typename scalar_t, typename acc_t>
 void backward_nchw(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input, const Shape& s, int64_t batch_size,
                    double scale, int sampling_ratio, bool aligned) {
@@ -355,11 +361,11 @@ void backward_nchw(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
     std::vector<acc_t> tile, grads(bins * kTileChannels);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / tiles;
-      if (rois_of_image[n].empty()) continue;
       const int64_t c0 = (task % tiles) * kTileChannels;
       const int64_t nc = (c0 + kTileChannels < s.channels ? c0 + kTileChannels : s.channels) - c0;
       acc_t* dst = grad_input + (n * s.channels + c0) * plane;
       if (!dense_image(rois_of_image[n].size(), s)) {
+        std::fill(dst, dst + nc * plane, acc_t(0));
         for (int64_t r : rois_of_image[n]) {
           const scalar_t* g = grad + (r * s.channels + c0) * bins;
           int64_t c = 0;
@@ -391,7 +397,8 @@ void backward_nchw(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
   });
 }
 
-// grad is [K, PH, PW, C] in memory; grad_input is [N, H, W, C] zeros in acc_t.
+// grad is [K, PH, PW, C] in memory; grad_input is [N, H, W, C] in acc_t, uninitialised: each
+// task zeroes its channel slice of its image first.
 template <typename scalar_t, typename acc_t>
 void backward_nhwc(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input, const Shape& s, int64_t batch_size,
                    double scale, int sampling_ratio, bool aligned) {
@@ -405,6 +412,8 @@ void backward_nhwc(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
       const int64_t n = task / blocks;
       const int64_t c0 = split.begin(task % blocks);
       const int64_t nc = split.end(task % blocks, s.channels) - c0;
+      for (int64_t px = 0; px < s.height * s.width; ++px)
+        std::fill_n(grad_input + (n * s.height * s.width + px) * s.channels + c0, nc, acc_t(0));
       for (int64_t r : rois_of_image[n]) {
         const RoiTables<acc_t>& t = tables[r];
         for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
@@ -435,10 +444,27 @@ void check_batch_indices(const scalar_t* rois, int64_t num_rois, int64_t batch_s
   }
 }
 
+// A fresh large tensor is mmapped memory that nobody has touched: its first write faults in every
+// 4 KiB page (and freeing it unmaps them all again), which at ReIR's size costs as much as the
+// pooling. Transparent huge pages cut the faults 512-fold, but with THP in "madvise" mode (a common
+// default) they must be asked for. Only the 2 MiB-aligned interior can be huge; the advice is a
+// hint, so a refusal (old kernel, THP off, heap memory) changes nothing but the speed.
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
+  const size_t bytes = t.storage().nbytes();
+  if (bytes < 8 * kHuge) return;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.storage().data());
+  const uintptr_t lo = (begin + kHuge - 1) & ~(kHuge - 1), hi = (begin + bytes) & ~(kHuge - 1);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+#endif
+}
+
 struct CpuKernels {
   static void forward(const RoiAlignForward& p) {
     const at::Tensor& input = p.input;
     const Shape s{p.rois.size(0), input.size(1), input.size(2), input.size(3), p.pooled_height, p.pooled_width};
+    advise_huge_pages(p.out_buffer);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
       const scalar_t* rois = p.rois.data_ptr<scalar_t>();
       check_batch_indices(rois, s.rois, input.size(0));
@@ -452,7 +478,10 @@ struct CpuKernels {
     });
   }
 
+  static constexpr bool kBackwardWritesAll = true;
+
   static void backward(const RoiAlignBackward& p) {
+    advise_huge_pages(p.grad_input);
     const Shape s{p.rois.size(0), p.channels, p.height, p.width, p.pooled_height, p.pooled_width};
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p.grad.scalar_type(), "roi_align_backward_cpu", [&] {
       using acc_t = at::opmath_type<scalar_t>;

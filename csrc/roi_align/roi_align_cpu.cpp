@@ -213,14 +213,16 @@ struct Vec {
   typedef T type __attribute__((vector_size(32)));
 };
 
-// One RoI pooled from an NHWC tile of nc channels: pooled[b * nc + q] is the sum over the taps
-// (i, j) of bin b, in table order, of (wy_i * wx_j * inv_count) * tile[pixel(i, j) * nc + q].
-// Channels go in register blocks of 8 vectors that stay in registers across all the taps of a
-// bin (a call per tap that loads and stores the sums costs several times more). Each channel sees
-// the same operations in the same order as a scalar loop, so every ISA gives the same bits.
-template <typename T>
-inline void pool_tile_impl(const RoiTables<T>& t, const T* tile, int64_t nc, int64_t width, int64_t pooled_h,
-                           int64_t pooled_w, T* pooled) {
+// One RoI pooled from channels-last pixels (an NHWC tile, or an NHWC input at a channel offset):
+// pooled[b * nc + q] is the sum over the taps (i, j) of bin b, in table order, of
+// (wy_i * wx_j * inv_count) * src[pixel(i, j) * pixel_stride + q], for q < nc. Channels go in
+// register blocks of 8 vectors that stay in registers across all the taps of a bin (a call per
+// tap that loads and stores the sums costs several times more). Each channel sees the same
+// operations in the same order as a scalar loop, so every ISA gives the same bits. Half and
+// bfloat16 sources are converted on load.
+template <typename S, typename T>
+inline void pool_bins_impl(const RoiTables<T>& t, const S* src, int64_t pixel_stride, int64_t nc, int64_t width,
+                           int64_t pooled_h, int64_t pooled_w, T* pooled) {
   using V = typename Vec<T>::type;
   constexpr int64_t kW = Vec<T>::kWidth, kChunk = 8 * kW;
   for (int64_t ph = 0; ph < pooled_h; ++ph) {
@@ -233,10 +235,14 @@ inline void pool_tile_impl(const RoiTables<T>& t, const T* tile, int64_t nc, int
           const int64_t row = static_cast<int64_t>(t.rows.index[i]) * width;
           for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) {
             const T w = t.rows.weight[i] * t.cols.weight[j] * t.inv_count;
-            const T* x = tile + (row + t.cols.index[j]) * nc + c;
+            const S* x = src + (row + t.cols.index[j]) * pixel_stride + c;
             for (int v = 0; v < 8; ++v) {
               V xv;
-              std::memcpy(&xv, x + v * kW, sizeof(V));
+              if constexpr (std::is_same_v<S, T>) {
+                std::memcpy(&xv, x + v * kW, sizeof(V));
+              } else {
+                for (int k = 0; k < kW; ++k) xv[k] = static_cast<T>(x[v * kW + k]);
+              }
               sum[v] += w * xv;
             }
           }
@@ -248,7 +254,8 @@ inline void pool_tile_impl(const RoiTables<T>& t, const T* tile, int64_t nc, int
         for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
           const int64_t row = static_cast<int64_t>(t.rows.index[i]) * width;
           for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j)
-            sum += t.rows.weight[i] * t.cols.weight[j] * t.inv_count * tile[(row + t.cols.index[j]) * nc + c];
+            sum += t.rows.weight[i] * t.cols.weight[j] * t.inv_count *
+                   static_cast<T>(src[(row + t.cols.index[j]) * pixel_stride + c]);
         }
         acc[c] = sum;
       }
@@ -256,13 +263,66 @@ inline void pool_tile_impl(const RoiTables<T>& t, const T* tile, int64_t nc, int
   }
 }
 
-DAPO_CPU_CLONES void pool_tile(const RoiTables<float>& t, const float* tile, int64_t nc, int64_t width,
-                               int64_t pooled_h, int64_t pooled_w, float* pooled) {
-  pool_tile_impl(t, tile, nc, width, pooled_h, pooled_w, pooled);
+template <typename S, typename T>
+void pool_bins(const RoiTables<T>& t, const S* src, int64_t pixel_stride, int64_t nc, int64_t width,
+               int64_t pooled_h, int64_t pooled_w, T* pooled) {
+  pool_bins_impl(t, src, pixel_stride, nc, width, pooled_h, pooled_w, pooled);
 }
-DAPO_CPU_CLONES void pool_tile(const RoiTables<double>& t, const double* tile, int64_t nc, int64_t width,
-                               int64_t pooled_h, int64_t pooled_w, double* pooled) {
-  pool_tile_impl(t, tile, nc, width, pooled_h, pooled_w, pooled);
+DAPO_CPU_CLONES void pool_bins(const RoiTables<float>& t, const float* src, int64_t pixel_stride, int64_t nc,
+                               int64_t width, int64_t pooled_h, int64_t pooled_w, float* pooled) {
+  pool_bins_impl(t, src, pixel_stride, nc, width, pooled_h, pooled_w, pooled);
+}
+DAPO_CPU_CLONES void pool_bins(const RoiTables<double>& t, const double* src, int64_t pixel_stride, int64_t nc,
+                               int64_t width, int64_t pooled_h, int64_t pooled_w, double* pooled) {
+  pool_bins_impl(t, src, pixel_stride, nc, width, pooled_h, pooled_w, pooled);
+}
+
+// The backward of pool_bins on an NHWC tile: tile[pixel(i, j) * nc + q] += (wy_i * wx_j) * grads[b * nc + q] for
+// every tap of every bin, bins and taps in table order, the bin's gradients held in registers.
+template <typename T>
+inline void scatter_tile_impl(const RoiTables<T>& t, const T* grads, int64_t nc, int64_t width, int64_t pooled_h,
+                              int64_t pooled_w, T* tile) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t kW = Vec<T>::kWidth, kChunk = 8 * kW;
+  for (int64_t ph = 0; ph < pooled_h; ++ph) {
+    for (int64_t pw = 0; pw < pooled_w; ++pw) {
+      const T* gv = grads + (ph * pooled_w + pw) * nc;
+      int64_t c = 0;
+      for (; c + kChunk <= nc; c += kChunk) {
+        V g[8];
+        std::memcpy(g, gv + c, sizeof(g));
+        for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+          const int64_t row = static_cast<int64_t>(t.rows.index[i]) * width;
+          for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) {
+            const T w = t.rows.weight[i] * t.cols.weight[j];
+            T* x = tile + (row + t.cols.index[j]) * nc + c;
+            for (int v = 0; v < 8; ++v) {
+              V xv;
+              std::memcpy(&xv, x + v * kW, sizeof(V));
+              xv += w * g[v];
+              std::memcpy(x + v * kW, &xv, sizeof(V));
+            }
+          }
+        }
+      }
+      for (; c < nc; ++c) {
+        for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
+          const int64_t row = static_cast<int64_t>(t.rows.index[i]) * width;
+          for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j)
+            tile[(row + t.cols.index[j]) * nc + c] += t.rows.weight[i] * t.cols.weight[j] * gv[c];
+        }
+      }
+    }
+  }
+}
+
+DAPO_CPU_CLONES void scatter_tile(const RoiTables<float>& t, const float* grads, int64_t nc, int64_t width,
+                                  int64_t pooled_h, int64_t pooled_w, float* tile) {
+  scatter_tile_impl(t, grads, nc, width, pooled_h, pooled_w, tile);
+}
+DAPO_CPU_CLONES void scatter_tile(const RoiTables<double>& t, const double* grads, int64_t nc, int64_t width,
+                                  int64_t pooled_h, int64_t pooled_w, double* tile) {
+  scatter_tile_impl(t, grads, nc, width, pooled_h, pooled_w, tile);
 }
 
 template <typename scalar_t>
@@ -295,7 +355,7 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
       for (int64_t r : by_image[n]) {
         t.build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned, s.height,
                 s.width);
-        pool_tile(t, tile.data(), nc, s.width, s.pooled_h, s.pooled_w, pooled.data());
+        pool_bins(t, tile.data(), nc, nc, s.width, s.pooled_h, s.pooled_w, pooled.data());
         transpose(pooled.data(), nc, bins, nc, out + (r * s.channels + c0) * bins, bins);
       }
     }
@@ -327,20 +387,19 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
   });
 }
 
-// input is NHWC in memory; out is [K, PH, PW, C] when out_nhwc, else [K, C, PH, PW] (each task's
-// channel vectors stored with the stride of the layout).
+// input is NHWC in memory; out is [K, PH, PW, C] when out_nhwc, else [K, C, PH, PW]. Each task
+// pools its channel block into a [bins][channels] scratch and stores it in the output's layout.
 template <typename scalar_t>
 void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, double scale,
                   int sampling_ratio, bool aligned, bool out_nhwc) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t bins = s.pooled_h * s.pooled_w;
-  const int64_t channel_stride = out_nhwc ? 1 : bins, bin_stride = out_nhwc ? s.channels : 1;
   const ChannelSplit split(s.rois, s.channels);
   const int64_t blocks = split.blocks;
   dapo_fast::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
     RoiTables<acc_t> t;
     int64_t built = -1;
-    std::vector<acc_t> acc(split.size);
+    std::vector<acc_t> pooled(bins * split.size);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task / blocks;
       if (r != built) {
@@ -350,19 +409,13 @@ void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
       }
       const int64_t c0 = split.begin(task % blocks);
       const int64_t n = split.end(task % blocks, s.channels) - c0;
-      for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
-        for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
-          std::fill(acc.begin(), acc.begin() + n, acc_t(0));
-          for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
-            const int64_t row = (t.batch * s.height + t.rows.index[i]) * s.width;
-            for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j) {
-              const acc_t w = t.rows.weight[i] * t.cols.weight[j] * t.inv_count;
-              accumulate(n, w, input + (row + t.cols.index[j]) * s.channels + c0, acc.data());
-            }
-          }
-          scalar_t* dst = out + r * s.channels * bins + (ph * s.pooled_w + pw) * bin_stride + c0 * channel_stride;
-          for (int64_t c = 0; c < n; ++c) dst[c * channel_stride] = static_cast<scalar_t>(acc[c]);
-        }
+      pool_bins(t, input + t.batch * s.height * s.width * s.channels + c0, s.channels, n, s.width, s.pooled_h,
+                s.pooled_w, pooled.data());
+      if (out_nhwc) {
+        for (int64_t b = 0; b < bins; ++b)
+          std::copy_n(pooled.data() + b * n, n, out + (r * bins + b) * s.channels + c0);
+      } else {
+        transpose(pooled.data(), n, bins, n, out + (r * s.channels + c0) * bins, bins);
       }
     }
   });
@@ -440,20 +493,9 @@ void backward_nchw(const scalar_t* grad, const scalar_t* rois, acc_t* grad_input
       tile.assign(plane * nc, acc_t(0));
       for (int64_t r : rois_of_image[n]) {
         const RoiTables<acc_t>& t = tables[r];
-        for (int64_t q = 0; q < nc; ++q) {
-          const scalar_t* g = grad + (r * s.channels + c0 + q) * bins;
-          for (int64_t b = 0; b < bins; ++b) grads[b * nc + q] = static_cast<acc_t>(g[b]) * t.inv_count;
-        }
-        for (int64_t ph = 0; ph < s.pooled_h; ++ph) {
-          for (int64_t pw = 0; pw < s.pooled_w; ++pw) {
-            const acc_t* gv = grads.data() + (ph * s.pooled_w + pw) * nc;
-            for (int i = t.rows.begin[ph]; i < t.rows.begin[ph + 1]; ++i) {
-              const int64_t row = static_cast<int64_t>(t.rows.index[i]) * s.width;
-              for (int j = t.cols.begin[pw]; j < t.cols.begin[pw + 1]; ++j)
-                accumulate(nc, t.rows.weight[i] * t.cols.weight[j], gv, tile.data() + (row + t.cols.index[j]) * nc);
-            }
-          }
-        }
+        transpose(grad + (r * s.channels + c0) * bins, bins, nc, bins, grads.data(), nc);
+        for (int64_t i = 0; i < bins * nc; ++i) grads[i] *= t.inv_count;
+        scatter_tile(t, grads.data(), nc, s.width, s.pooled_h, s.pooled_w, tile.data());
       }
       transpose(tile.data(), nc, plane, nc, dst, plane);
     }

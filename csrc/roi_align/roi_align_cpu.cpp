@@ -1,10 +1,12 @@
 // RoIAlign CPU kernels.
 //
-// Each RoI's sampling pattern is computed once as two 1-D tables (rows and columns with their
-// summed bilinear weights, see roi_align_common.h) and reused for every channel.
-// Forward: parallel over (RoI, channel block). Backward: parallel over (image, channel
-// [block]) so each thread owns disjoint gradient cells and adds into them in a fixed RoI order:
-// deterministic, no atomics, and bitwise independent of the thread count.
+// Each RoI's sampling pattern is computed once per call as two 1-D tables (rows and columns with
+// their summed bilinear weights, see roi_align_common.h) and reused for every channel.
+// Forward: parallel over (image, channel tile) for images whose RoIs cover them densely (an NHWC
+// tile of the image is pooled RoI by RoI), else over (RoI, channel block). Backward: parallel over
+// (image, channel [block]) so each thread owns disjoint gradient cells, writes all of them and
+// adds into them in a fixed RoI order: deterministic, no atomics, and bitwise independent of the
+// thread count. Every output element is computed by one task with one fixed order of operations.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -152,14 +154,6 @@ inline void pool_channels_nchw(const RoiTables<acc_t>& t, const scalar_t* src, i
       for (int q = 0; q < lanes; ++q) dst[q * bins + ph * s.pooled_w + pw] = static_cast<scalar_t>(sum[q]);
     }
   }
-}
-
-// RoIs grouped by image, in their original order.
-template <typename scalar_t>
-std::vector<std::vector<int64_t>> rois_by_image(const scalar_t* rois, int64_t num_rois, int64_t batch_size) {
-  std::vector<std::vector<int64_t>> by_image(batch_size);
-  for (int64_t r = 0; r < num_rois; ++r) by_image[static_cast<int64_t>(static_cast<double>(rois[r * 5]))].push_back(r);
-  return by_image;
 }
 
 // An image is "dense" when its RoIs read each pixel several times over: then copying a block of
@@ -325,13 +319,32 @@ DAPO_CPU_CLONES void scatter_tile(const RoiTables<double>& t, const double* grad
   scatter_tile_impl(t, grads, nc, width, pooled_h, pooled_w, tile);
 }
 
+// Tables of every RoI plus the RoIs of each image in their original order. A table takes well
+// under a microsecond, so only thousands of RoIs are worth a parallel region (whose end waits for
+// every thread, a scheduler slice when one is descheduled on a busy machine).
+template <typename acc_t, typename scalar_t>
+void build_all_tables(const scalar_t* rois, const Shape& s, int64_t batch_size, double scale, int sampling_ratio,
+                      bool aligned, std::vector<RoiTables<acc_t>>& tables,
+                      std::vector<std::vector<int64_t>>& rois_of_image) {
+  tables.resize(s.rois);
+  dapo_fast::parallel_for(0, s.rois, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      tables[r].build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned,
+                      s.height, s.width);
+  });
+  rois_of_image.assign(batch_size, {});
+  for (int64_t r = 0; r < s.rois; ++r) rois_of_image[tables[r].batch].push_back(r);
+}
+
 template <typename scalar_t>
 void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, int64_t batch_size,
                   double scale, int sampling_ratio, bool aligned) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t plane = s.height * s.width;
   const int64_t bins = s.pooled_h * s.pooled_w;
-  const auto by_image = rois_by_image(rois, s.rois, batch_size);
+  std::vector<RoiTables<acc_t>> tables;
+  std::vector<std::vector<int64_t>> by_image;
+  build_all_tables(rois, s, batch_size, scale, sampling_ratio, aligned, tables, by_image);
   std::vector<int64_t> dense, sparse_rois;
   for (int64_t n = 0; n < batch_size; ++n) {
     if (by_image[n].empty()) continue;
@@ -346,16 +359,13 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
   const int64_t tiles = (s.channels + kTileChannels - 1) / kTileChannels;
   dapo_fast::parallel_for(0, static_cast<int64_t>(dense.size()) * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> tile(plane * kTileChannels), pooled(bins * kTileChannels);
-    RoiTables<acc_t> t;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = dense[task / tiles];
       const int64_t c0 = (task % tiles) * kTileChannels;
       const int64_t nc = (c0 + kTileChannels < s.channels ? c0 + kTileChannels : s.channels) - c0;
       transpose(input + (n * s.channels + c0) * plane, plane, nc, plane, tile.data(), nc);
       for (int64_t r : by_image[n]) {
-        t.build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned, s.height,
-                s.width);
-        pool_bins(t, tile.data(), nc, nc, s.width, s.pooled_h, s.pooled_w, pooled.data());
+        pool_bins(tables[r], tile.data(), nc, nc, s.width, s.pooled_h, s.pooled_w, pooled.data());
         transpose(pooled.data(), nc, bins, nc, out + (r * s.channels + c0) * bins, bins);
       }
     }
@@ -365,15 +375,9 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
   const ChannelSplit split(static_cast<int64_t>(sparse_rois.size()), s.channels);
   const int64_t blocks = split.blocks;
   dapo_fast::parallel_for(0, static_cast<int64_t>(sparse_rois.size()) * blocks, 1, [&](int64_t begin, int64_t end) {
-    RoiTables<acc_t> t;
-    int64_t built = -1;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = sparse_rois[task / blocks];
-      if (r != built) {
-        t.build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned, s.height,
-                s.width);
-        built = r;
-      }
+      const RoiTables<acc_t>& t = tables[r];
       const int64_t c0 = split.begin(task % blocks);
       const int64_t c1 = split.end(task % blocks, s.channels);
       int64_t c = c0;
@@ -390,23 +394,20 @@ void forward_nchw(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
 // input is NHWC in memory; out is [K, PH, PW, C] when out_nhwc, else [K, C, PH, PW]. Each task
 // pools its channel block into a [bins][channels] scratch and stores it in the output's layout.
 template <typename scalar_t>
-void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, double scale,
-                  int sampling_ratio, bool aligned, bool out_nhwc) {
+void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, const Shape& s, int64_t batch_size,
+                  double scale, int sampling_ratio, bool aligned, bool out_nhwc) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t bins = s.pooled_h * s.pooled_w;
+  std::vector<RoiTables<acc_t>> tables;
+  std::vector<std::vector<int64_t>> by_image;
+  build_all_tables(rois, s, batch_size, scale, sampling_ratio, aligned, tables, by_image);
   const ChannelSplit split(s.rois, s.channels);
   const int64_t blocks = split.blocks;
   dapo_fast::parallel_for(0, s.rois * blocks, 1, [&](int64_t begin, int64_t end) {
-    RoiTables<acc_t> t;
-    int64_t built = -1;
     std::vector<acc_t> pooled(bins * split.size);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t r = task / blocks;
-      if (r != built) {
-        t.build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned, s.height,
-                s.width);
-        built = r;
-      }
+      const RoiTables<acc_t>& t = tables[r];
       const int64_t c0 = split.begin(task % blocks);
       const int64_t n = split.end(task % blocks, s.channels) - c0;
       pool_bins(t, input + t.batch * s.height * s.width * s.channels + c0, s.channels, n, s.width, s.pooled_h,
@@ -419,21 +420,6 @@ void forward_nhwc(const scalar_t* input, const scalar_t* rois, scalar_t* out, co
       }
     }
   });
-}
-
-// Tables of every RoI plus the RoIs of each image in their original order.
-template <typename acc_t, typename scalar_t>
-void build_all_tables(const scalar_t* rois, const Shape& s, int64_t batch_size, double scale, int sampling_ratio,
-                      bool aligned, std::vector<RoiTables<acc_t>>& tables,
-                      std::vector<std::vector<int64_t>>& rois_of_image) {
-  tables.resize(s.rois);
-  dapo_fast::parallel_for(0, s.rois, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r)
-      tables[r].build(rois + r * 5, static_cast<acc_t>(scale), s.pooled_h, s.pooled_w, sampling_ratio, aligned,
-                      s.height, s.width);
-  });
-  rois_of_image.assign(batch_size, {});
-  for (int64_t r = 0; r < s.rois; ++r) rois_of_image[tables[r].batch].push_back(r);
 }
 
 // Scatter of one RoI's gradient into `lanes` channel planes (see pool_channels_nchw).
@@ -574,8 +560,8 @@ struct CpuKernels {
       const scalar_t* rois = p.rois.data_ptr<scalar_t>();
       check_batch_indices(rois, s.rois, input.size(0));
       if (p.channels_last) {
-        forward_nhwc(input.data_ptr<scalar_t>(), rois, p.out_buffer.data_ptr<scalar_t>(), s, p.spatial_scale,
-                     p.sampling_ratio, p.aligned, p.out_channels_last);
+        forward_nhwc(input.data_ptr<scalar_t>(), rois, p.out_buffer.data_ptr<scalar_t>(), s, input.size(0),
+                     p.spatial_scale, p.sampling_ratio, p.aligned, p.out_channels_last);
       } else {
         forward_nchw(input.data_ptr<scalar_t>(), rois, p.out_buffer.data_ptr<scalar_t>(), s, input.size(0),
                      p.spatial_scale, p.sampling_ratio, p.aligned);

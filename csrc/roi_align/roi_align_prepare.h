@@ -94,7 +94,7 @@ inline RoiAlignBackward prepare_roi_align_backward(const at::Tensor& grad, const
                                                    double spatial_scale, int64_t pooled_height, int64_t pooled_width,
                                                    int64_t batch_size, int64_t channels, int64_t height,
                                                    int64_t width, int64_t sampling_ratio, bool aligned,
-                                                   bool zero_grad_input) {
+                                                   bool zero_grad_input = true) {
   check_roi_align_args(grad, "grad", 4, rois, pooled_height, pooled_width, sampling_ratio);
   TORCH_CHECK(batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0,
               "input size (batch_size, channels, height, width) must be non-negative");

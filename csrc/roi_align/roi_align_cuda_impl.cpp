@@ -12,6 +12,8 @@ namespace dapo_fast {
 namespace {
 
 struct CudaKernels {
+  static constexpr bool kBackwardWritesAll = false;  // atomics add into a zeroed grad_input
+
   static void forward(const RoiAlignForward& p) {
     const at::Tensor& input = p.input;
     c10::cuda::CUDAGuard guard(input.device());

@@ -79,7 +79,8 @@ struct RoiAlignBackward {
   int64_t batch_size = 0, channels = 0, height = 0, width = 0;  // of the input (height, width fit an int)
   at::Tensor grad;        // contiguous in its own layout: NCHW, or NHWC when channels_last
   at::Tensor rois;        // contiguous [K, 5]
-  at::Tensor grad_input;  // zeros [N, C, H, W] in grad's layout; float for half/bfloat16 grads
+  at::Tensor grad_input;  // [N, C, H, W] in grad's layout; float for half/bfloat16 grads; zeros
+                          // unless the kernel writes every element (see roi_align_backward_entry)
   bool channels_last = false;
   bool done = false;      // nothing to add: no RoI, or an empty input
 
@@ -92,7 +93,8 @@ struct RoiAlignBackward {
 inline RoiAlignBackward prepare_roi_align_backward(const at::Tensor& grad, const at::Tensor& rois,
                                                    double spatial_scale, int64_t pooled_height, int64_t pooled_width,
                                                    int64_t batch_size, int64_t channels, int64_t height,
-                                                   int64_t width, int64_t sampling_ratio, bool aligned) {
+                                                   int64_t width, int64_t sampling_ratio, bool aligned,
+                                                   bool zero_grad_input = true) {
   check_roi_align_args(grad, "grad", 4, rois, pooled_height, pooled_width, sampling_ratio);
   TORCH_CHECK(batch_size >= 0 && channels >= 0 && height >= 0 && width >= 0,
               "input size (batch_size, channels, height, width) must be non-negative");
@@ -121,14 +123,15 @@ inline RoiAlignBackward prepare_roi_align_backward(const at::Tensor& grad, const
                      "the input gradient [batch_size, channels, height, width]");
   // (at::zeros ignores a memory format in its options, so allocate with the format and zero)
   p.grad_input = at::empty({batch_size, channels, height, width},
-                           grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()), format)
-                     .zero_();
+                           grad.options().dtype(reduced ? at::kFloat : grad.scalar_type()), format);
   p.done = p.grad_input.numel() == 0 || p.rois.size(0) == 0;
+  if (zero_grad_input || p.done) p.grad_input.zero_();
   return p;
 }
 
 // torchvision's signatures; Kernels::forward(p) fills p.out_buffer, Kernels::backward(p) adds
-// into p.grad_input.
+// into p.grad_input, which is zeros unless Kernels::kBackwardWritesAll: then the kernel writes
+// every element itself and a separate zeroing pass over the largest tensor is saved.
 template <typename Kernels>
 at::Tensor roi_align_entry(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
                            int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned,
@@ -144,7 +147,8 @@ at::Tensor roi_align_backward_entry(const at::Tensor& grad, const at::Tensor& ro
                                     int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
                                     int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
   const RoiAlignBackward p = prepare_roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_width,
-                                                        batch_size, channels, height, width, sampling_ratio, aligned);
+                                                        batch_size, channels, height, width, sampling_ratio, aligned,
+                                                        !Kernels::kBackwardWritesAll);
   if (!p.done) Kernels::backward(p);
   return p.result();
 }

@@ -131,6 +131,45 @@ def test_dense_and_sparse_images(seed, poison):
     assert (got_grad[2] == 0).all()
 
 
+@pytest.mark.parametrize("poisoned", [False, True])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "channels_last_kept"])
+def test_outputs_large_enough_for_huge_pages(request, seed, poisoned, layout):
+    """Output and input gradient above 16 MB, where the CPU kernel asks for huge pages and writes
+    the input gradient without a zero-fill first: dense images (NHWC tiles, a channel count that is
+    no multiple of the tile or vector width), a sparse image, an image without RoIs. Fresh large
+    buffers read as zeros, so the poisoned run is what shows an element left unwritten."""
+    if poisoned:
+        request.getfixturevalue("poison")
+    batch, channels, height, width, size = 4, 300, 60, 60, 7
+    x = torch.randn(batch, channels, height, width)
+    if layout != "nchw":
+        x = x.contiguous(memory_format=torch.channels_last)
+    rois = random_rois(300, 1, height, width, 0.25, kinds=("inside", "partly", "huge"))
+    rois[:150, 0], rois[150:299, 0], rois[299, 0] = 0, 3, 1  # image 1: one RoI, image 2: none
+    assert rois.shape[0] * channels * size * size * 4 > 16 * 2**20 and x.numel() * 4 > 16 * 2**20
+    want, want_grad = fwd_bwd(torchvision.ops.roi_align, x, rois, size, 0.25, 2, True)
+    got, got_grad = fwd_bwd(roi_align, x, rois, size, 0.25, 2, True, backend="cpu",
+                            keep_channels_last=layout == "channels_last_kept")
+    torch.testing.assert_close(got, want, **TOL[torch.float32])
+    torch.testing.assert_close(got_grad, want_grad, **TOL[torch.float32])
+    assert (got_grad[2] == 0).all()
+
+
+def test_forward_bitwise_independent_of_thread_count(seed):
+    x, _ = make(channels=70, num_rois=0)
+    rois = random_rois(60, 3, 11, 13, 0.5, kinds=("inside", "partly"))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (threads, 1):
+            torch.set_num_threads(n)
+            for xi in (x, x.contiguous(memory_format=torch.channels_last)):
+                results.append(roi_align(xi, rois, 7, 0.5, 2, True, backend="cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0], results[2]) and torch.equal(results[1], results[3])
+
+
 def test_list_of_boxes_and_batch_index(seed):
     x, _ = make(batch=3)
     boxes = [random_rois(n, 1, 11, 13, 0.5)[:, 1:] for n in (2, 0, 4)]

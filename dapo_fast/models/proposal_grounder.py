@@ -149,9 +149,9 @@ def build_encoders(cfg, vocab_size: int, pool: int, head_hidden: int, cell: str 
 
 class DualEncoderGrounder(nn.Module):
     """MPL's phrase-region dual encoder: regions ``k = E(W_k v + geometry)`` with E a transformer
-    encoder over the regions of one image (MPL adds the detector's label embedding; the proposals
-    here are class-agnostic, so the box geometry takes its place), phrases ``q = W_q(phrase)``;
-    score ``<q, k>``.
+    encoder of ``context_layers`` layers over the regions of one image, or none when 0 (MPL adds
+    the detector's label embedding; the proposals here are class-agnostic, so the box geometry
+    takes its place), phrases ``q = W_q(phrase)``; score ``<q, k>``.
 
         out = model(images [B,3,S,S], boxes [B,J,4], box_valid [B,J], phrase_tokens [B,E,T])
         out["region"] [B,J,D], out["phrase"] [B,E,D], out["pooled"] [B,J,C], out["scores"] [B,E,J]

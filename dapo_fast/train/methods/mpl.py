@@ -1,7 +1,15 @@
 """MPL: momentum pseudo-labelling with false-negative handling (Kuang et al., AAAI 2025).
 
-Model: :class:`~dapo_fast.models.proposal_grounder.DualEncoderGrounder` (RoIAlign region features
-through a transformer over the image's regions; a recurrent phrase encoder; score ``<q, k>``).
+Model: :class:`~dapo_fast.models.proposal_grounder.DualEncoderGrounder` (RoIAlign region features,
+optionally through a transformer over the image's regions; a recurrent phrase encoder; score ``<q, k>``).
+
+MPL's region encoder has one transformer layer over the image's regions, on top of a frozen
+detector's features. Trained from scratch here, that layer is a shortcut: the loss contrasts a
+phrase's own image against the other images, and once every region carries the whole image's
+content through attention, any region of the right image satisfies it and nothing has to be
+localised (the teacher's pseudo-labels then reinforce whichever region started ahead). Measured
+on the val split, mode none, 400 steps, seed 0: 30.2% with the layer, 90.0% without. So
+``context_layers`` defaults to 0 (``--set mpl.context_layers=1`` restores MPL's encoder).
 A momentum copy of it (the teacher, ``momentum_update_`` with gamma 0.99 after every optimiser
 step, initialised equal to the student) gives each phrase pseudo-labels over its own image's
 regions at a temperature that decays linearly over the run (MPL's code: 0.3 -> 0.1); the student
@@ -21,8 +29,11 @@ flagged share climbs to 65-90% and accuracy falls from 64% to 10-41%). So FNE / 
 first, then frozen, as in the paper), ``teacher_*`` from the live teacher; ``*_region`` on its
 output region features, ``*_pooled`` on its RoI-pooled backbone features (MPL's raw features; with
 a frozen pretrained backbone, ``model.backbone=open_clip`` and ``freeze_backbone``,
-``teacher_pooled`` with ``fn_start: 0`` is the paper's setting exactly). Measured on a model
-trained without FN handling, the region features are the better retrieval space (docs/methods.md).
+``teacher_pooled`` with ``fn_start: 0`` and ``fn_center: false`` is the paper's setting exactly).
+Measured on a model trained without FN handling, the region features are the better retrieval
+space (docs/methods.md). Those features share a large common component, so their raw cosines are
+near 1 (FNC at phi 0.95 flagged 96% of the cross-image regions, val seed 0); ``fn_center``
+retrieves on the features minus the batch's mean valid region instead (4% flagged).
 """
 from __future__ import annotations
 
@@ -54,7 +65,9 @@ class MPLOptions(ProposalOptions):
     # region features the false negatives are retrieved on: "<source>_<layer>" (see the module docstring)
     fn_features: str = dataclasses.field(default="frozen_region", metadata={"choices": FN_FEATURES})
     fn_start: float = 0.3  # share of the run before FNE / FNC act (0 with a frozen pretrained backbone)
-    context_layers: int = 1  # transformer layers over the regions of an image
+    fn_center: bool = True  # retrieve on features minus the batch's mean region (see the module docstring)
+    # transformer layers over the regions of an image (MPL: 1); 0 here, see the module docstring
+    context_layers: int = 0
 
 
 class MPL(ProposalMethod):
@@ -83,6 +96,8 @@ class MPL(ProposalMethod):
         for key in ("tau", "teacher_tau_start", "teacher_tau_end"):
             if not getattr(o, key) > 0:
                 raise ConfigError(f"config key 'mpl.{key}' must be > 0, got {getattr(o, key)}")
+        if o.context_layers < 0:
+            raise ConfigError(f"config key 'mpl.context_layers' must be >= 0, got {o.context_layers}")
         if not 0.0 <= o.fn_start <= 1.0:
             raise ConfigError(f"config key 'mpl.fn_start' must be a share of the run in [0, 1], got {o.fn_start}")
         for key in ("fne_threshold", "fnc_threshold"):
@@ -100,12 +115,19 @@ class MPL(ProposalMethod):
         return net(batch["images"], batch["boxes"], batch["box_valid"], batch["phrase_tokens"])
 
     def fn_features(self, batch, teacher: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """The region features false negatives are retrieved on (see the module docstring)."""
+        """The region features false negatives are retrieved on (see the module docstring),
+        centred on the batch's mean valid region when ``fn_center``."""
         source, layer = self.options.fn_features.split("_")
         if source == "frozen" and self.detector is not None:
             with torch.no_grad():
-                return self._run(self.detector, batch)[layer]
-        return teacher[layer]
+                features = self._run(self.detector, batch)[layer]
+        else:
+            features = teacher[layer]
+        if self.options.fn_center:
+            valid = batch["box_valid"][..., None].to(features.dtype)
+            mean = (features.detach() * valid).sum((0, 1)) / valid.sum().clamp(min=1)
+            features = features - mean
+        return features
 
     def forward_loss(self, net, batch, sreg, gamma):
         o = self.options

@@ -162,10 +162,11 @@ def _check_resume_config(saved: Dict, cfg: Config, path: str) -> None:
                               f"this config's method is '{now['method']}'")
     current = dict(data=cfg.data, model=cfg.model, optim=cfg.optim, curriculum=cfg.curriculum)
     current[now["method"]] = cfg.options
+    scoring_only = set(evaluation_keys(cfg.options))  # thresholds of the evaluation may differ
     for section, options in current.items():
         saved_section, now_section = _with_new_keys(saved.get(section), options), now[section]
-        if section == now["method"] and isinstance(saved_section, dict):  # a threshold of the evaluation may differ
-            saved_section, now_section = ({k: v for k, v in d.items() if k not in evaluation_keys(options)}
+        if section == now["method"] and isinstance(saved_section, dict):
+            saved_section, now_section = ({k: v for k, v in d.items() if k not in scoring_only}
                                           for d in (saved_section, now_section))
         if saved_section != now_section:
             raise CheckpointError(f"checkpoint {path} was written with a different '{section}' config; "

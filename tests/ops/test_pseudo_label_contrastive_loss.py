@@ -364,15 +364,22 @@ def test_gpu_backends(seed, backend):
 BACKENDS = ["cpu", "reference", pytest.param("triton", marks=pytest.mark.triton)]
 
 
+def batch_with_invalid_rows():
+    """A float64 batch whose first phrase and region of every image are invalid and second valid."""
+    args = make(b=3, q=3, k=4, d=5, dtype=torch.float64)
+    phrase_valid, region_valid = args[4], args[5]
+    phrase_valid[:, 0], region_valid[:, 0] = False, False
+    phrase_valid[:, 1], region_valid[:, 1] = True, True
+    return args
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("mode", MODES)
 def test_nan_in_invalid_phrases_and_regions_takes_no_part(seed, backend, mode):
     """NaN or Inf in the features of invalid phrases or regions change neither the loss nor the
     gradients (the reference used to multiply them by 0 in its products and gradients)."""
-    args = make(b=3, q=3, k=4, d=5, dtype=torch.float64)
+    args = batch_with_invalid_rows()
     phrase_valid, region_valid = args[4], args[5]
-    phrase_valid[:, 0], region_valid[:, 0] = False, False
-    phrase_valid[:, 1], region_valid[:, 1] = True, True
     want = run(pseudo_label_contrastive_loss, args, 0.5, 0.3, mode, "none", backend=backend)
     bad = [t.clone() for t in args]
     for i, valid in ((0, phrase_valid), (1, region_valid), (2, phrase_valid), (3, region_valid)):
@@ -389,10 +396,8 @@ def test_nan_in_invalid_phrases_and_regions_takes_no_part(seed, backend, mode):
 def test_invalid_rows_take_no_part_with_fused_gradients(seed, backend, mode, student_fill):
     """The same with reduction "mean", whose forward computes the gradients: finite values in the
     student's invalid rows (read in place, not copied) and NaN in the teacher's change nothing."""
-    args = make(b=3, q=3, k=4, d=5, dtype=torch.float64)
+    args = batch_with_invalid_rows()
     phrase_valid, region_valid = args[4], args[5]
-    phrase_valid[:, 0], region_valid[:, 0] = False, False
-    phrase_valid[:, 1], region_valid[:, 1] = True, True
     want = run(pseudo_label_contrastive_loss, args, 0.5, 0.3, mode, "mean", backend=backend)
     bad = [t.clone() for t in args]
     for i, valid in ((0, phrase_valid), (1, region_valid)):
